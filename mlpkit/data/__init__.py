@@ -1,0 +1,43 @@
+"""Data sets: one Dataset type, its readers and writers, splits and the default SW sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlpkit.data.cache import load_npz, save_npz
+from mlpkit.data.dataset import Dataset, concatenate, from_frames, validate
+from mlpkit.data.extxyz import LabelKeys, read_extxyz, write_extxyz
+from mlpkit.data.mlearn import download_mlearn, read_mlearn
+from mlpkit.data.splits import select_where, shuffled, train_val_split
+from mlpkit.errors import DataError
+
+
+def load_dataset(path, keys: LabelKeys = LabelKeys()) -> Dataset:
+    """Read a data set by its suffix: ``.xyz``/``.extxyz``, ``.npz`` (mlpkit cache) or ``.json`` (mlearn)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".xyz", ".extxyz"):
+        return read_extxyz(path, keys)
+    if suffix == ".npz":
+        return load_npz(path)
+    if suffix == ".json":
+        return read_mlearn(path)
+    raise DataError(f"unknown data format {suffix!r}: use .xyz/.extxyz, .npz or mlearn .json", path=path)
+
+
+__all__ = [
+    "Dataset",
+    "LabelKeys",
+    "concatenate",
+    "download_mlearn",
+    "from_frames",
+    "load_dataset",
+    "load_npz",
+    "read_extxyz",
+    "read_mlearn",
+    "save_npz",
+    "select_where",
+    "shuffled",
+    "train_val_split",
+    "validate",
+    "write_extxyz",
+]

@@ -1,0 +1,49 @@
+"""Reproducible splits: random by seed (stratified by group), and by group or temperature."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlpkit.data.dataset import Dataset
+
+
+def shuffled(dataset: Dataset, seed: int) -> Dataset:
+    """The frames in a seeded random order, so that ``first(n)`` gives nested random subsets."""
+    return dataset.select(np.random.default_rng(seed).permutation(len(dataset)))
+
+
+def train_val_split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Random split with the same fraction taken from every group (each group with ≥ 2 frames gives ≥ 1).
+
+    Both parts come out in a seeded random order.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    val = []
+    for group in np.unique(dataset.group):
+        members = rng.permutation(np.flatnonzero(dataset.group == group))
+        count = round(val_fraction * len(members))
+        count = min(max(count, 1), len(members) - 1) if len(members) >= 2 else 0
+        val.extend(members[:count])
+    is_val = np.zeros(len(dataset), bool)
+    is_val[val] = True
+    return dataset.select(rng.permutation(np.flatnonzero(~is_val))), dataset.select(rng.permutation(np.flatnonzero(is_val)))
+
+
+def select_where(
+    dataset: Dataset,
+    groups=None,
+    min_temperature_k: float | None = None,
+    max_temperature_k: float | None = None,
+) -> Dataset:
+    """Frames in ``groups`` (all if None) with a known temperature inside the given bounds (inclusive).
+
+    With no temperature bound, frames of unknown temperature are kept.
+    """
+    keep = np.ones(len(dataset), bool) if groups is None else np.isin(dataset.group, list(groups))
+    if min_temperature_k is not None:
+        keep &= dataset.temperature_k >= min_temperature_k
+    if max_temperature_k is not None:
+        keep &= dataset.temperature_k <= max_temperature_k
+    return dataset.select(np.flatnonzero(keep))
