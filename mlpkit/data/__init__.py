@@ -12,6 +12,17 @@ from mlpkit.data.splits import select_where, shuffled, train_val_split
 from mlpkit.errors import DataError
 
 
+SW_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "sw"
+
+
+def sw_data_path(element: str, split: str = "training") -> Path:
+    """Path of a shipped SW data set, ``split`` being ``"training"`` or ``"test"``."""
+    path = SW_DATA_DIR / element / f"{split}.extxyz"
+    if not path.exists():
+        raise DataError(f"no shipped SW data here; make it with `mlpkit data generate --element {element} --out {SW_DATA_DIR}`", path=path)
+    return path
+
+
 def load_dataset(path, keys: LabelKeys = LabelKeys()) -> Dataset:
     """Read a data set by its suffix: ``.xyz``/``.extxyz``, ``.npz`` (mlpkit cache) or ``.json`` (mlearn)."""
     suffix = Path(path).suffix.lower()
@@ -36,6 +47,7 @@ __all__ = [
     "read_mlearn",
     "save_npz",
     "select_where",
+    "sw_data_path",
     "shuffled",
     "train_val_split",
     "validate",

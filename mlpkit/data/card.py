@@ -47,12 +47,12 @@ def write_data_card(out_dir) -> Path:
         for split in SPLITS:
             path = element_dir / f"{split}.extxyz"
             dataset = read_extxyz(path)
-            counts[split] = collections.Counter(
-                (str(g), "—" if np.isnan(t) else f"{t:g}") for g, t in zip(dataset.group, dataset.temperature_k)
-            )
+            kelvin = ["—" if np.isnan(t) else f"{t:g}" for t in dataset.temperature_k]
+            counts[split] = collections.Counter(zip(map(str, dataset.group), kelvin))
             lines.append(f"| {element_dir.name}/{path.name} | {len(dataset)} | {int(dataset.n_atoms.sum())} | `{sha256_of(path)}` |")
         lines += ["", "| group | temperature (K) | training | test |", "|---|---|---|---|"]
-        for key in sorted(set(counts["training"]) | set(counts["test"])):
+        strata = sorted(set(counts["training"]) | set(counts["test"]), key=lambda k: (k[0], float(k[1].replace("—", "0"))))
+        for key in strata:
             lines.append(f"| {key[0]} | {key[1]} | {counts['training'][key]} | {counts['test'][key]} |")
         lines.append("")
     path = out_dir / CARD_NAME

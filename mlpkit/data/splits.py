@@ -1,4 +1,4 @@
-"""Reproducible splits: random by seed (stratified by group), and by group or temperature."""
+"""Reproducible splits: random by seed (stratified by group and temperature), and by group or temperature."""
 
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ def shuffled(dataset: Dataset, seed: int) -> Dataset:
 
 
 def train_val_split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Random split with the same fraction taken from every group (each group with ≥ 2 frames gives ≥ 1).
+    """Random split taking the same fraction from every (group, temperature) stratum.
 
-    Both parts come out in a seeded random order.
+    Each stratum with ≥ 2 frames gives at least one frame to each side. Both parts come out in a
+    seeded random order.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
     rng = np.random.default_rng(seed)
+    strata = [f"{group}@{temperature:g}" for group, temperature in zip(dataset.group, dataset.temperature_k)]
+    strata = np.array(strata, dtype=str)
     val = []
-    for group in np.unique(dataset.group):
-        members = rng.permutation(np.flatnonzero(dataset.group == group))
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
         count = round(val_fraction * len(members))
         count = min(max(count, 1), len(members) - 1) if len(members) >= 2 else 0
         val.extend(members[:count])

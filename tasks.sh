@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# mlpkit's entry points; each creates (or reuses) the virtual environment in .venv from pyproject.toml.
+#   bash tasks.sh lab     set up, then start JupyterLab on notebooks/
+#   bash tasks.sh test    set up, then run the whole test suite, notebooks in quick mode (what CI runs)
+#   bash tasks.sh setup   only set up
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=$(command -v python3.11 || command -v python3)
+
+setup() {
+    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        "$PYTHON" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable ".[test]"
+        touch "$stamp"
+    fi
+}
+
+case "${1:-}" in
+    setup) setup ;;
+    lab) setup; exec "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
+    test) setup; MLPKIT_QUICK=1 exec "$VENV/bin/python" -m pytest ;;
+    *) echo "usage: bash tasks.sh {lab|test|setup}" >&2; exit 2 ;;
+esac

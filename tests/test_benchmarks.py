@@ -1,0 +1,19 @@
+"""Smoke run of the benchmark scripts, so they never rot (the real numbers are taken by hand)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_sw_benchmark_smoke_prints_a_table_with_agreeing_energies():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "sw_energy_forces.py"), "--smoke"], capture_output=True, text=True, check=True
+    )
+    row = [line for line in result.stdout.splitlines() if line.startswith("| 64 |")]
+    assert len(row) == 1, result.stdout
+    relative_difference = float(row[0].strip("|").split("|")[-1])
+    assert relative_difference < 1e-5
