@@ -13,6 +13,7 @@ import argparse
 import platform
 import statistics
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -20,6 +21,14 @@ import numpy as np
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import compiled_evaluator, sw_potential
 from mlpkit.structures import diamond, rattled
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def timed(fn, repeats: int) -> tuple[float, float, float]:
@@ -74,7 +83,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes, repeats = ([64], 3) if args.smoke else (args.sizes, args.repeats)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}")
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype")  # jax-md asks for float64 under float32
+    device = jax.devices()[0]
+    print(f"machine: {cpu_name()}, {len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}")
     print("| atoms | mlpkit E+F+σ ms (min–max) | jax-md E+F ms (min–max) | jax-md / mlpkit | mlpkit NL build ms | jax-md NL update ms | ΔE/E |")
     print("|---|---|---|---|---|---|---|")
     for n_atoms in sizes:
