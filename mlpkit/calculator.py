@@ -6,6 +6,7 @@ import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from mlpkit.data.dataset import voigt_from_tensor
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import Potential, compiled_evaluator, sw_potential
 from mlpkit.potentials.sw import SW_PARAMETERS
@@ -50,7 +51,7 @@ class PotentialCalculator(Calculator):
             "forces": np.asarray(forces, np.float64),
         }
         if atoms.pbc.all():
-            self.results["stress"] = stress.flat[[0, 4, 8, 5, 2, 1]]
+            self.results["stress"] = voigt_from_tensor(stress)
 
 
 class SWCalculator(PotentialCalculator):

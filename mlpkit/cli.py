@@ -13,7 +13,7 @@ from mlpkit.errors import MlpkitError
 def _data_generate(args) -> None:
     from mlpkit.data.generate import SWDataSpec, write_sw_dataset
 
-    command = "mlpkit " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "mlpkit data generate"
+    command = "mlpkit " + shlex.join(args.argv)
     for element in args.element:
         spec = SWDataSpec(element, seed=args.seed)
         spec = spec.quick() if args.quick else spec
@@ -40,7 +40,7 @@ def _data_info(args) -> None:
         print(f"{path}: {len(dataset)} frames, {int(dataset.n_atoms.sum())} atoms, elements {dataset.elements}")
         per_atom = dataset.energy_ev / dataset.n_atoms
         print(f"  energy per atom {per_atom.min():.4f} … {per_atom.max():.4f} eV, "
-              f"|F| max {np.abs(dataset.forces_ev_per_a).max():.3f} eV/Å, stress on {int(dataset.has_stress.sum())} frames")
+              f"largest |F| {np.linalg.norm(dataset.forces_ev_per_a, axis=1).max():.3f} eV/Å, stress on {int(dataset.has_stress.sum())} frames")
         groups = collections.Counter(map(str, dataset.group))
         print("  groups: " + ", ".join(f"{g or '(none)'} {n}" for g, n in sorted(groups.items())))
 
@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.run(args)
     except MlpkitError as error:

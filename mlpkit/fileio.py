@@ -18,10 +18,19 @@ def atomic_path(path: str | os.PathLike):
     os.close(handle)
     try:
         yield Path(tmp)
+        with open(tmp, "rb+") as stream:  # the data reach the disk before the name does
+            os.fsync(stream.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:

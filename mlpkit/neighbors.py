@@ -76,7 +76,7 @@ def edge_vectors(positions_a, cell_a, neighbors: Neighbors):
 
 
 def safe_norm(vectors, mask, fill: float = 1.0):
-    """|v| where ``mask``, ``fill`` elsewhere, with a finite gradient everywhere."""
+    """|v| where ``mask``, ``fill`` elsewhere; padding entries get a finite gradient (zero)."""
     squared = jnp.sum(vectors**2, axis=-1)
     return jnp.where(mask, jnp.sqrt(jnp.where(mask, squared, fill**2)), fill)
 

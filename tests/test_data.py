@@ -26,7 +26,7 @@ from mlpkit.data.generate import label
 from mlpkit.errors import DataError
 from mlpkit.structures import diamond, rattled
 
-MLEARN_COUNTS = {  # SCIENCE.md: group → (training, test)
+MLEARN_COUNTS = {  # the published mlearn sets: group → (training, test)
     "Si": {"Elastic": (55, 6), "AIMD-NVT": (90, 10), "Vacancy": (57, 7), "Surface": (12, 2)},
     "Ge": {"Elastic": (55, 6), "AIMD-NVT": (90, 10), "Vacancy": (72, 8), "Surface": (11, 1)},
 }
@@ -93,10 +93,35 @@ def test_extxyz_label_keys_are_configurable(small_dataset, tmp_path):
 
     keys = LabelKeys(energy="dft_energy", forces="dft_forces", stress="dft_stress")
     write_extxyz(small_dataset, tmp_path / "custom.xyz", keys)
+    write_extxyz(small_dataset, tmp_path / "default.xyz")
     assert "dft_energy=" in (tmp_path / "custom.xyz").read_text()
-    assert read_extxyz(tmp_path / "custom.xyz", keys) == read_extxyz(tmp_path / "custom.xyz", keys)
+    custom = read_extxyz(tmp_path / "custom.xyz", keys)
+    assert custom == read_extxyz(tmp_path / "default.xyz")
+    assert np.array_equal(custom.energy_ev, small_dataset.energy_ev)
+    assert np.abs(custom.positions_a - small_dataset.positions_a).max() <= 5e-9  # written to 1e-8 Å
     with pytest.raises(DataError, match="field 'REF_energy': missing"):
         read_extxyz(tmp_path / "custom.xyz")
+
+
+def test_shipped_sw_set_round_trips_and_splits_without_the_mlearn_files(tmp_path):
+    from mlpkit.data import sw_data_path
+
+    dataset = read_extxyz(sw_data_path("Si", "test"))
+    write_extxyz(dataset, tmp_path / "copy.xyz")
+    assert (tmp_path / "copy.xyz").read_bytes() == sw_data_path("Si", "test").read_bytes()
+    train, val = train_val_split(dataset, 0.2, seed=1)
+    assert len(train) + len(val) == len(dataset) and not frame_keys(train) & frame_keys(val)
+    assert set(np.unique(val.group)) == {"AIMD-NVT", "Elastic", "Vacancy"}  # strata with ≥ 2 frames
+
+
+def test_select_takes_masks_and_negative_indices_and_refuses_out_of_range(small_dataset):
+    last = small_dataset.select([-1])
+    assert last == small_dataset.select([len(small_dataset) - 1]) and last.group[0] == "Elastic"
+    mask = small_dataset.group == "Elastic"
+    assert small_dataset.select(mask) == last
+    assert select_where(small_dataset, groups="Elastic") == last
+    with pytest.raises(IndexError):
+        small_dataset.select([len(small_dataset)])
 
 
 def test_npz_cache_round_trip_and_refuses_damage(small_dataset, tmp_path):
@@ -107,6 +132,11 @@ def test_npz_cache_round_trip_and_refuses_damage(small_dataset, tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DataError, match="cache.npz"):
         load_npz(path)
+    arrays = {name: getattr(small_dataset, name) for name in ("n_atoms", "positions_a", "species", "cell_a", "energy_ev",
+                                                             "forces_ev_per_a", "stress_ev_per_a3", "group", "temperature_k")}
+    np.savez(tmp_path / "ints.npz", format_version=1, pbc=small_dataset.pbc.astype(int), **arrays)
+    with pytest.raises(DataError, match="ints.npz, field 'pbc': unexpected data type"):
+        load_npz(tmp_path / "ints.npz")
 
 
 def test_splits_are_seeded_disjoint_stratified_and_nested(mlearn_dir):

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase import units
 
 from mlpkit import SWCalculator
 from mlpkit.data import read_extxyz
 from mlpkit.data.card import card_checksums
 from mlpkit.data.generate import MLEARN_TEMPERATURES_K, SWDataSpec, generate_sw_dataset
 from mlpkit.fileio import sha256_of
+from mlpkit.potentials import SW_PARAMETERS
 
 SW_DATA = Path(__file__).resolve().parents[1] / "data" / "sw"
 
@@ -41,14 +43,22 @@ def test_shipped_sets_mirror_mlearn_and_carry_exact_sw_labels(element):
         assert calculator.results["stress"] == pytest.approx(labels["stress"], abs=1e-8)
 
 
-def test_liquid_snapshots_are_hotter_than_the_crystal():
-    """Energy per atom rises with temperature, with the latent-heat jump between solid and liquid."""
-    training = read_extxyz(SW_DATA / "Si" / "training.extxyz")
+@pytest.mark.parametrize("element", ["Si", "Ge"])
+def test_the_two_hottest_sets_are_liquid(element):
+    """A harmonic crystal's potential energy rises by 3/2 k_B per kelvin; melting adds the latent heat.
+
+    Between the solid temperatures the rise is close to 3/2 k_B ΔT; between the hottest solid and the
+    first liquid temperature it exceeds that by a latent heat of order 0.3 eV/atom.
+    """
+    training = read_extxyz(SW_DATA / element / "training.extxyz")
     aimd = training.group == "AIMD-NVT"
     per_atom = training.energy_ev / training.n_atoms
-    means = [per_atom[aimd & (training.temperature_k == t)].mean() for t in MLEARN_TEMPERATURES_K["Si"]]
-    assert np.all(np.diff(means) > 0)
-    assert means[0] == pytest.approx(-4.3366 + 1.5 * 8.617e-5 * 300, abs=0.01)  # harmonic crystal: E = E0 + 3/2 kT
+    kelvin = np.array(MLEARN_TEMPERATURES_K[element])
+    means = np.array([per_atom[aimd & (training.temperature_k == t)].mean() for t in kelvin])
+    beyond_harmonic = np.diff(means) - 1.5 * units.kB * np.diff(kelvin)  # eV/atom
+    assert np.abs(beyond_harmonic[:2]).max() < 0.03
+    assert beyond_harmonic[2] > 0.15
+    assert means[0] == pytest.approx(-2 * SW_PARAMETERS[element].epsilon_ev + 1.5 * units.kB * 300, abs=0.01)
 
 
 def test_generation_is_deterministic_for_a_seed():

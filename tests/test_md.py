@@ -35,9 +35,27 @@ def test_langevin_reaches_the_target_temperature():
     target_k = 900.0
     frames = list(run_md(sw_potential("Ge"), diamond("Ge"), 250, MDConfig(temperature_k=target_k), seed=1, progress=False))
     temperature = concatenated(frames, "temperature_k")[1000:]  # after 10 relaxation times 1/γ
-    # 64 atoms: σ_T = T·sqrt(2/(3N−3)) ≈ 0.10 T per sample; ~40 independent blocks of 100 fs → ±2 %
+    # canonical ensemble, 3N degrees of freedom: σ_T = T·sqrt(2/3N) ≈ 0.10 T; ~40 blocks of 100 fs → ±2 %
     assert temperature.mean() == pytest.approx(target_k, rel=0.05)
-    assert temperature.std() == pytest.approx(target_k * np.sqrt(2 / (3 * 64 - 3)), rel=0.25)
+    assert temperature.std() == pytest.approx(target_k * np.sqrt(2 / (3 * 64)), rel=0.25)
+
+
+def test_a_thin_skin_is_rebuilt_and_widened_without_changing_the_trajectory():
+    """A 0.2 Å skin is outrun within a 20-step chunk at 1200 K: chunks are recomputed, the result is not."""
+    runs = {
+        skin: list(run_md(sw_potential("Si"), diamond("Si"), 10, MDConfig(skin_a=skin, chunk_steps=20), seed=3,
+                          initial_temperature_k=2400, progress=False))
+        for skin in (0.2, 1.0)
+    }
+    assert np.abs(runs[0.2][-1].positions_a - runs[1.0][-1].positions_a).max() < 1e-9
+    assert np.abs(runs[0.2][-1].positions_a - diamond("Si").positions).max() > 0.2
+
+
+def test_a_blown_up_run_stops_with_a_clear_error():
+    from mlpkit.md import MDError
+
+    with pytest.raises(MDError, match="blown up"):
+        list(run_md(sw_potential("Si"), diamond("Si"), 50, MDConfig(dt_fs=15.0), seed=0, initial_temperature_k=3000, progress=False))
 
 
 def test_same_seed_gives_the_same_trajectory():

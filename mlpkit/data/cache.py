@@ -53,5 +53,9 @@ def _check_shapes(arrays: dict, path) -> None:
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise DataError(f"expected shape {shape}, got {arrays[name].shape}", path=path, field=name)
+    kinds = {"n_atoms": "iu", "species": "iu", "pbc": "b", "group": "U"}
+    for name, array in arrays.items():
+        if array.dtype.kind not in kinds.get(name, "f"):
+            raise DataError(f"unexpected data type {array.dtype}", path=path, field=name)
     if arrays["n_atoms"].min(initial=1) < 0 or arrays["n_atoms"].sum() != atoms:
         raise DataError("atom counts do not add up to the number of positions", path=path, field="n_atoms")

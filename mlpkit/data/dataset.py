@@ -65,6 +65,7 @@ class Dataset:
 
     def atoms(self, index: int) -> Atoms:
         """Frame ``index`` as ASE Atoms with its labels on a SinglePointCalculator."""
+        index = int(np.arange(len(self))[index])
         start, stop = self.offsets[index], self.offsets[index + 1]
         atoms = Atoms(
             numbers=self.species[start:stop],
@@ -82,8 +83,8 @@ class Dataset:
         return atoms
 
     def select(self, indices) -> "Dataset":
-        """The frames at ``indices`` (in that order)."""
-        indices = np.asarray(indices, dtype=int).reshape(-1)
+        """The frames at ``indices`` (in that order): integers (negative count from the end) or a boolean mask."""
+        indices = np.arange(len(self))[np.asarray(indices).reshape(-1) if np.ndim(indices) else [indices]]
         offsets = self.offsets
         atom_index = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in indices] or [np.zeros(0, int)])
         frame_arrays = {name: getattr(self, name)[indices] for name in FRAME_FIELDS}
@@ -133,12 +134,17 @@ def from_frames(frames: list[Atoms], path=None) -> Dataset:
     return dataset
 
 
+def voigt_from_tensor(tensor) -> np.ndarray:
+    """[3, 3] → ASE Voigt order [xx, yy, zz, yz, xz, xy]."""
+    return np.asarray(tensor)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
 def _voigt(stress, path, frame) -> np.ndarray:
     stress = np.asarray(stress, dtype=float)
     if stress.shape == (6,):
         return stress
     if stress.shape in ((3, 3), (9,)):
-        return stress.reshape(3, 3).flat[[0, 4, 8, 5, 2, 1]]
+        return voigt_from_tensor(stress.reshape(3, 3))
     raise DataError(f"expected 6 or 9 numbers, got shape {stress.shape}", path=path, frame=frame, field="stress")
 
 

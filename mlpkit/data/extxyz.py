@@ -54,9 +54,12 @@ def _labelled(atoms, keys: LabelKeys, path, index):
             raise DataError("missing", path=path, frame=index, field=key)
     try:
         energy = float(energy)
-        forces = np.asarray(forces, dtype=float)
     except (TypeError, ValueError):
         raise DataError("not a number", path=path, frame=index, field=keys.energy) from None
+    try:
+        forces = np.asarray(forces, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError("not numeric", path=path, frame=index, field=keys.forces) from None
     if forces.shape != (len(atoms), 3):
         raise DataError(f"expected shape ({len(atoms)}, 3), got {forces.shape}", path=path, frame=index, field=keys.forces)
     results = {"energy": energy, "forces": forces}

@@ -23,8 +23,9 @@ from mlpkit.md.sampling import sample_configurations
 from mlpkit.potentials import sw_potential
 from mlpkit.structures import diamond, slab, strained, with_vacancy
 
-# the temperatures of the mlearn AIMD runs of each element (SCIENCE.md)
+# the temperatures of the mlearn AIMD runs of each element (Zuo et al. 2020)
 MLEARN_TEMPERATURES_K = {"Si": (300.0, 843.0, 1518.0, 2530.0, 3374.0), "Ge": (300.0, 605.0, 1089.0, 1816.0, 2422.0)}
+PREMELT_FACTOR = 1.5  # liquids are first melted at 1.5 × their temperature (see sample_configurations)
 ELASTIC_STRAINS = (-0.1, -0.08, -0.06, -0.04, -0.02, 0.02, 0.04, 0.06, 0.08, 0.1)
 
 
@@ -83,6 +84,7 @@ def generate_sw_dataset(spec: SWDataSpec, progress: bool = True) -> Dataset:
         runs.append(("AIMD-NVT", diamond(spec.element), temperature, spec.aimd_per_temperature))
     for temperature in (spec.temperatures_k[0], spec.temperatures_k[-1]):
         runs.append(("Vacancy", with_vacancy(diamond(spec.element)), temperature, spec.vacancy_per_temperature))
+    liquid_k = spec.temperatures_k[-2:]  # mlearn's two highest temperatures are above melting
     for facet in ("100", "111"):
         surface = slab(spec.element, facet)
         runs.append(("Surface", surface, spec.temperatures_k[0], spec.surface_per_facet))
@@ -94,6 +96,7 @@ def generate_sw_dataset(spec: SWDataSpec, progress: bool = True) -> Dataset:
         snapshots = sample_configurations(
             potential, atoms, temperature, count, seed=1000 * spec.seed + run_index,
             interval_fs=spec.interval_fs, equilibration_fs=spec.equilibration_fs, progress=progress,
+            premelt_k=PREMELT_FACTOR * temperature if group != "Surface" and temperature in liquid_k else None,
         )
         parts.append(label(snapshots, group))
     return concatenate(parts)
@@ -111,6 +114,7 @@ def write_sw_dataset(spec: SWDataSpec, out_dir, command: str, progress: bool = T
     for split, part in (("training", training), ("test", test)):
         paths[split] = Path(out_dir) / spec.element / f"{split}.extxyz"
         write_extxyz(part, paths[split])
-    write_text_atomic(Path(out_dir) / spec.element / "GENERATED_BY", f"{command}\n")
+    settings = ", ".join(f"{field.name}={getattr(spec, field.name)}" for field in dataclasses.fields(spec))
+    write_text_atomic(Path(out_dir) / spec.element / "GENERATED_BY", f"{command}\n{settings}\n")
     write_data_card(out_dir)
     return paths

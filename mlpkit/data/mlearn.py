@@ -19,7 +19,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.data.dataset import Dataset, from_frames
 from mlpkit.errors import DataError
-from mlpkit.fileio import write_bytes_atomic
+from mlpkit.fileio import sha256_of, write_bytes_atomic
 
 MLEARN_URL = "https://raw.githubusercontent.com/materialsvirtuallab/mlearn/10c427a5480c6281c15c64efaf869b03be04818f/data"
 MLEARN_SHA256 = {
@@ -38,6 +38,8 @@ def read_mlearn(path) -> Dataset:
         entries = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
+    except OSError as error:
+        raise DataError(f"cannot be read: {error.strerror or error}", path=path) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"not valid JSON: {error}", path=path) from None
     if not isinstance(entries, list) or not entries:
@@ -111,11 +113,14 @@ def download_mlearn(destination, elements=("Si", "Ge"), base_url: str = MLEARN_U
             if name not in MLEARN_SHA256:
                 raise ValueError(f"mlearn has no verified file {name}; elements with checksums: Si, Ge")
             target = destination / name
-            if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == MLEARN_SHA256[name]:
+            if target.exists() and sha256_of(target) == MLEARN_SHA256[name]:
                 continue
             url = f"{base_url}/{name}"
-            with urllib.request.urlopen(url, timeout=60) as response:
-                payload = response.read()
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    payload = response.read()
+            except OSError as error:  # URLError and socket errors are OSErrors
+                raise DataError(f"download failed: {error}", path=url) from None
             digest = hashlib.sha256(payload).hexdigest()
             if digest != MLEARN_SHA256[name]:
                 raise DataError(f"SHA-256 {digest} does not match the published {MLEARN_SHA256[name]}; refused", path=url)

@@ -44,6 +44,8 @@ def select_where(
 
     With no temperature bound, frames of unknown temperature are kept.
     """
+    if isinstance(groups, str):
+        groups = [groups]
     keep = np.ones(len(dataset), bool) if groups is None else np.isin(dataset.group, list(groups))
     if min_temperature_k is not None:
         keep &= dataset.temperature_k >= min_temperature_k

@@ -79,6 +79,6 @@ def kinetic_energy_ev(momenta, masses_amu):
     return 0.5 * jnp.sum(momenta**2 / masses_amu[:, None])
 
 
-def temperature_k(kinetic_energy_ev, n_atoms: int):
-    """Instantaneous temperature from the kinetic energy, 3N − 3 degrees of freedom."""
-    return 2 * kinetic_energy_ev / ((3 * n_atoms - 3) * units.kB)
+def temperature_k(kinetic_energy_ev, degrees_of_freedom: int):
+    """Instantaneous temperature 2 E_kin / (n_dof k_B)."""
+    return 2 * kinetic_energy_ev / (degrees_of_freedom * units.kB)

@@ -106,6 +106,8 @@ def run_md(
         momenta = maxwell_boltzmann_momenta(masses, start_k, rng)
     cell = np.asarray(atoms.cell.array, dtype)
     species = np.asarray(atoms.numbers)
+    # NVE conserves the total momentum (3 constraints); the Langevin noise does not
+    degrees_of_freedom = 3 * len(atoms) - (3 if config.temperature_k is None else 0)
     skin_a = config.skin_a
 
     def fresh_list(positions_a, capacity=None):
@@ -132,7 +134,7 @@ def run_md(
             while float(result[3]) > 0.5 * skin_a:
                 if reference is state.positions_a:  # even a fresh list was outrun: widen the skin
                     skin_a *= 1.5
-                    if skin_a > 4 * config.skin_a:
+                    if skin_a > potential.cutoff_a:  # atoms cross a bond length within one chunk
                         raise MDError(
                             f"an atom moved {float(result[3]):.2f} Å within {config.chunk_steps} steps "
                             f"(chunk {index}): the run has blown up, or dt_fs is too long"
@@ -154,7 +156,7 @@ def run_md(
             forces_ev_per_a=np.asarray(state.forces_ev_per_a, np.float64),
             potential_energy_ev=np.asarray(potential_ev, np.float64),
             kinetic_energy_ev=np.asarray(kinetic_ev, np.float64),
-            temperature_k=np.asarray(temperature_k(kinetic_ev, len(atoms))),
+            temperature_k=np.asarray(temperature_k(kinetic_ev, degrees_of_freedom)),
         )
     bar.close()
 

@@ -19,6 +19,7 @@ def sample_configurations(
     equilibration_fs: float = 2000.0,
     dt_fs: float = 1.0,
     friction_per_fs: float = 0.01,
+    premelt_k: float | None = None,
     progress: bool = True,
 ) -> list[Atoms]:
     """Snapshots every ``interval_fs`` after ``equilibration_fs`` of Langevin MD at ``temperature_k``.
@@ -26,7 +27,17 @@ def sample_configurations(
     The interval is several vibrational periods (Si optical phonon ≈ 64 fs) and the thermostat
     relaxation time 1/γ = 100 fs, so successive snapshots are decorrelated. Each snapshot has its
     positions wrapped into the cell and ``info["temperature_k"]`` set to the target temperature.
+    A perfect periodic crystal superheats far above its melting point within picoseconds, so for a
+    liquid pass ``premelt_k``: the run then first melts the structure at that temperature for
+    ``equilibration_fs`` before equilibrating at ``temperature_k``.
     """
+    if premelt_k is not None:
+        melt_config = MDConfig(dt_fs=dt_fs, temperature_k=premelt_k, friction_per_fs=friction_per_fs, chunk_steps=10)
+        melt_chunks = int(np.ceil(equilibration_fs / dt_fs / melt_config.chunk_steps))
+        *_, melted = run_md(potential, atoms, melt_chunks, melt_config, seed=seed, progress=progress)
+        atoms = atoms.copy()
+        atoms.positions = melted.positions_a
+        atoms.set_momenta(melted.momenta)
     chunk_steps = _chunk_length(interval_fs, dt_fs)
     config = MDConfig(dt_fs=dt_fs, temperature_k=temperature_k, friction_per_fs=friction_per_fs, chunk_steps=chunk_steps)
     chunks_per_snapshot = round(interval_fs / dt_fs) // chunk_steps

@@ -39,11 +39,6 @@ class SWParameters:
         """Diamond lattice constant at the pair minimum, 4·2^(1/6)σ/√3 (Å)."""
         return 4 * 2 ** (1 / 6) * self.sigma_a / 3**0.5
 
-    @property
-    def cohesive_energy_ev(self) -> float:
-        """Energy per atom of the ideal diamond lattice: −2ε (eV)."""
-        return -2 * self.epsilon_ev
-
 
 SW_PARAMETERS = {
     "Si": SWParameters("Si", epsilon_ev=2.1683, sigma_a=2.0951, lambda_=21.0, mass_amu=28.0855),
