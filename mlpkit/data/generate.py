@@ -25,7 +25,9 @@ from mlpkit.structures import diamond, slab, strained, with_vacancy
 
 # the temperatures of the mlearn AIMD runs of each element (Zuo et al. 2020)
 MLEARN_TEMPERATURES_K = {"Si": (300.0, 843.0, 1518.0, 2530.0, 3374.0), "Ge": (300.0, 605.0, 1089.0, 1816.0, 2422.0)}
-PREMELT_FACTOR = 1.5  # liquids are first melted at 1.5 × their temperature (see sample_configurations)
+# liquids are first melted at 6000 K (see sample_configurations): at 1.5 × 2422 K the SW Ge crystal
+# only partly melts within 2 ps, and a perfect crystal superheats far above its melting point
+PREMELT_K = 6000.0
 ELASTIC_STRAINS = (-0.1, -0.08, -0.06, -0.04, -0.02, 0.02, 0.04, 0.06, 0.08, 0.1)
 
 
@@ -96,7 +98,7 @@ def generate_sw_dataset(spec: SWDataSpec, progress: bool = True) -> Dataset:
         snapshots = sample_configurations(
             potential, atoms, temperature, count, seed=1000 * spec.seed + run_index,
             interval_fs=spec.interval_fs, equilibration_fs=spec.equilibration_fs, progress=progress,
-            premelt_k=PREMELT_FACTOR * temperature if group != "Surface" and temperature in liquid_k else None,
+            premelt_k=PREMELT_K if group != "Surface" and temperature in liquid_k else None,
         )
         parts.append(label(snapshots, group))
     return concatenate(parts)
