@@ -6,9 +6,9 @@ import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from mlpkit.data.dataset import voigt_from_tensor
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import Potential, compiled_evaluator, sw_potential
+from mlpkit.potentials.base import voigt_from_tensor
 from mlpkit.potentials.sw import SW_PARAMETERS
 
 

@@ -44,7 +44,8 @@ def write_data_card(out_dir) -> Path:
     lines = [_INTRO]
     for element_dir in sorted(p for p in out_dir.iterdir() if (p / "training.extxyz").exists()):
         made_by = element_dir / "GENERATED_BY"
-        command, settings = (made_by.read_text().splitlines() + ["unknown", "unknown"])[:2] if made_by.exists() else ("unknown", "unknown")
+        recorded = made_by.read_text().splitlines() if made_by.exists() else []
+        command, settings = (recorded + ["unknown", "unknown"])[:2]
         lines += [f"## {element_dir.name}", "", f"Made by: `{command}`", "", f"Settings: {settings}", ""]
         lines += ["| file | frames | atoms | SHA-256 |", "|---|---|---|---|"]
         counts = {}

@@ -9,6 +9,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.errors import DataError
+from mlpkit.potentials.base import voigt_from_tensor
 
 FRAME_FIELDS = ("n_atoms", "cell_a", "pbc", "energy_ev", "stress_ev_per_a3", "group", "temperature_k")
 ATOM_FIELDS = ("positions_a", "species", "forces_ev_per_a")
@@ -132,11 +133,6 @@ def from_frames(frames: list[Atoms], path=None) -> Dataset:
     )
     validate(dataset, path)
     return dataset
-
-
-def voigt_from_tensor(tensor) -> np.ndarray:
-    """[3, 3] → ASE Voigt order [xx, yy, zz, yz, xz, xy]."""
-    return np.asarray(tensor)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
 
 def _voigt(stress, path, frame) -> np.ndarray:

@@ -47,6 +47,11 @@ def energy_forces_stress(energy_fn: EnergyFn):
 
 
 
+def voigt_from_tensor(tensor):
+    """[3, 3] → ASE Voigt order [xx, yy, zz, yz, xz, xy]."""
+    return tensor[..., [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
 @functools.cache
 def compiled_evaluator(potential: Potential):
     """The jit-compiled :func:`energy_forces_stress` of ``potential``, shared by all its users."""
