@@ -1,0 +1,93 @@
+"""Message-passing models: one configuration, two architectures, one interface.
+
+Every model maps ``(params, graph) -> [N] per-atom energies``; :mod:`mlpkit.models.energy` adds the
+per-element shift and scale and turns it into a :class:`~mlpkit.potentials.Potential`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlpkit.errors import MlpkitError
+from mlpkit.models.dimenet import DimeNetPP
+from mlpkit.models.graph import ElementTable, Graph, build_graph
+from mlpkit.models.painn import PaiNN
+
+ARCHITECTURES = {"painn": PaiNN, "dimenet++": DimeNetPP}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and size. ``angular_basis``, ``triplet_features`` and ``basis_features`` are DimeNet++ only."""
+
+    architecture: str = "painn"
+    cutoff_a: float = 5.0
+    features: int = 64
+    layers: int = 3
+    radial_basis: int = 8
+    envelope_exponent: int = 6
+    angular_basis: int = 7
+    triplet_features: int = 32
+    basis_features: int = 8
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise MlpkitError(f"unknown architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+        if self.cutoff_a <= 0 or min(self.features, self.layers, self.radial_basis) < 1:
+            raise MlpkitError(f"model sizes must be positive: {self}")
+
+    def quick(self) -> ModelConfig:
+        """A small model of the same architecture, for tests and CPU tutorials."""
+        return dataclasses.replace(self, features=32, layers=2, triplet_features=16)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise MlpkitError(f"unknown model settings {unknown}")
+        return cls(**values)
+
+
+def build_model(config: ModelConfig, n_elements: int):
+    """The Flax module of ``config`` for a table of ``n_elements`` elements."""
+    common = dict(
+        n_elements=n_elements, cutoff_a=config.cutoff_a, features=config.features, layers=config.layers,
+        radial_basis=config.radial_basis, envelope_exponent=config.envelope_exponent,
+    )
+    if config.architecture == "dimenet++":
+        common.update(
+            angular_basis=config.angular_basis, triplet_features=config.triplet_features,
+            basis_features=config.basis_features,
+        )
+    return ARCHITECTURES[config.architecture](**common)
+
+
+def _placeholder_graph() -> Graph:
+    """A one-atom graph with one masked edge: parameter shapes do not depend on N or M."""
+    return Graph(
+        vectors_a=jnp.zeros((1, 1, 3)), distances_a=jnp.ones((1, 1)), edge_mask=jnp.zeros((1, 1), bool),
+        neighbor_index=jnp.zeros((1, 1), jnp.int32), slot=jnp.zeros(1, jnp.int32), atom_mask=jnp.ones(1, bool),
+    )
+
+
+def init_params(config: ModelConfig, n_elements: int, seed: int):
+    """Fresh float32 parameters of ``config`` from ``seed``."""
+    return build_model(config, n_elements).init(jax.random.PRNGKey(seed), _placeholder_graph())
+
+
+def parameter_count(params) -> int:
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+__all__ = [
+    "ARCHITECTURES", "ModelConfig", "ElementTable", "Graph", "build_graph", "build_model", "init_params",
+    "parameter_count",
+]

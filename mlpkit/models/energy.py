@@ -1,0 +1,109 @@
+"""From per-atom model outputs to a potential: per-element shift and scale, ensembles, forces and stress.
+
+E = Σ_i [scale(Z_i) · model_i + shift(Z_i)]. The shift is the least-squares energy per atom of each
+element over the training set (E0), the scale the RMS force component on that element, so a fresh
+model starts with sensible energies and forces of the right size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlpkit.data.dataset import Dataset
+from mlpkit.models import ModelConfig, build_model
+from mlpkit.models.graph import ElementTable, build_graph
+from mlpkit.neighbors import Neighbors
+from mlpkit.potentials.base import Potential, energy_forces_stress
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """Per-element energy shift (eV/atom) and scale (eV), in the order of the element table."""
+
+    shift_ev: tuple[float, ...]
+    scale_ev: tuple[float, ...]
+
+
+def fit_normalisation(dataset: Dataset, table: ElementTable) -> Normalisation:
+    """E0 by least squares of total energies on element counts; scale = RMS force component per element."""
+    table.check(dataset.species, "the training set")
+    frame_of_atom = np.repeat(np.arange(len(dataset)), dataset.n_atoms)
+    slots = table.slot_lookup()[dataset.species]
+    counts = np.zeros((len(dataset), len(table)))
+    np.add.at(counts, (frame_of_atom, slots), 1.0)
+    shift, *_ = np.linalg.lstsq(counts, dataset.energy_ev, rcond=None)
+    scale = []
+    for slot in range(len(table)):
+        forces = dataset.forces_ev_per_a[slots == slot]
+        rms = float(np.sqrt(np.mean(forces**2))) if forces.size else 0.0
+        scale.append(rms if rms > 1e-6 else 1.0)
+    return Normalisation(tuple(float(s) for s in shift), tuple(scale))
+
+
+def member_energy_fn(config: ModelConfig, table: ElementTable, normalisation: Normalisation):
+    """``f(params, positions_a, cell_a, species, neighbors) -> eV`` for one set of parameters."""
+    model = build_model(config, len(table))
+    lookup = table.slot_lookup()
+
+    def energy(params, positions_a, cell_a, species, neighbors: Neighbors):
+        graph = build_graph(positions_a, cell_a, species, neighbors, lookup, config.cutoff_a)
+        dtype = positions_a.dtype
+        shift = jnp.asarray(normalisation.shift_ev, dtype)[graph.slot]
+        scale = jnp.asarray(normalisation.scale_ev, dtype)[graph.slot]
+        per_atom = model.apply(params, graph) * scale + shift  # [N] eV
+        return jnp.sum(jnp.where(graph.atom_mask, per_atom, 0.0))
+
+    return energy
+
+
+def over_members(fn, in_axes: tuple):
+    """``jax.vmap(fn, in_axes)`` over the ensemble axis; an ensemble of one is squeezed instead.
+
+    XLA on CPU runs size-1 batched gathers several times slower than unbatched ones, and most models
+    are single members, so K = 1 takes the plain path (same numbers, no vmap).
+    """
+    vmapped = jax.vmap(fn, in_axes=in_axes)
+
+    def call(*args):
+        mapped = [a for a, axis in zip(args, in_axes) if axis is not None]
+        if jax.tree_util.tree_leaves(mapped)[0].shape[0] != 1:
+            return vmapped(*args)
+        squeezed = [a if axis is None else jax.tree_util.tree_map(lambda leaf: leaf[0], a) for a, axis in zip(args, in_axes)]
+        return jax.tree_util.tree_map(lambda leaf: leaf[None], fn(*squeezed))
+
+    return call
+
+
+def ensemble_evaluator(config: ModelConfig, table: ElementTable, normalisation: Normalisation):
+    """``f(stacked_params, positions, cell, species, neighbors) -> (E [K], F [K, N, 3], σ [K, 3, 3])``.
+
+    ``stacked_params`` has a leading axis K over ensemble members; forces and stress come from the
+    shared transform :func:`~mlpkit.potentials.energy_forces_stress`.
+    """
+    energy = member_energy_fn(config, table, normalisation)
+
+    def one(params, positions_a, cell_a, species, neighbors):
+        return energy_forces_stress(lambda *args: energy(params, *args))(positions_a, cell_a, species, neighbors)
+
+    return over_members(one, (0, None, None, None, None))
+
+
+def cast_params(params, dtype):
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype), params)
+
+
+def ensemble_potential(
+    config: ModelConfig, table: ElementTable, normalisation: Normalisation, stacked_params, name: str = "mlp"
+) -> Potential:
+    """A :class:`Potential` whose energy is the ensemble mean; runs MD like any other potential."""
+    energy = over_members(member_energy_fn(config, table, normalisation), (0, None, None, None, None))
+
+    def mean_energy(positions_a, cell_a, species, neighbors):
+        params = cast_params(stacked_params, positions_a.dtype)
+        return jnp.mean(energy(params, positions_a, cell_a, species, neighbors))
+
+    return Potential(name=name, energy_fn=mean_energy, cutoff_a=config.cutoff_a)

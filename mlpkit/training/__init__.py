@@ -1,0 +1,7 @@
+"""Training: padded batches, the loss and metrics, and the training loop (ensembles, EMA, early stopping)."""
+
+from mlpkit.training.batches import Batch, BatchPlan
+from mlpkit.training.loss import LossWeights, metrics_from_sums
+from mlpkit.training.train import TrainConfig, TrainResult, train
+
+__all__ = ["Batch", "BatchPlan", "LossWeights", "TrainConfig", "TrainResult", "metrics_from_sums", "train"]
