@@ -1,8 +1,12 @@
 """mlpkit: machine-learning interatomic potentials in JAX, and transfer learning from Si to Ge."""
 
-from mlpkit.calculator import PotentialCalculator, SWCalculator
+from mlpkit.calculator import MLPCalculator, PotentialCalculator, SWCalculator, load_calculator
+from mlpkit.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from mlpkit.errors import DataError, MlpkitError
 
 __version__ = "0.1.0"
 
-__all__ = ["PotentialCalculator", "SWCalculator", "DataError", "MlpkitError", "__version__"]
+__all__ = [
+    "Checkpoint", "CheckpointError", "DataError", "MLPCalculator", "MlpkitError", "PotentialCalculator", "SWCalculator",
+    "load_calculator", "load_checkpoint", "save_checkpoint", "__version__",
+]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from mlpkit.checkpoint import Checkpoint, load_checkpoint
+from mlpkit.models.energy import cast_params
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import Potential, compiled_evaluator, sw_potential
 from mlpkit.potentials.base import voigt_from_tensor
@@ -40,18 +44,68 @@ class PotentialCalculator(Calculator):
         neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, self.potential.cutoff_a)
         with jax.enable_x64(self.float64):
             dtype = np.float64 if self.float64 else np.float32
-            energy, forces, stress = self._evaluate(
-                np.asarray(atoms.positions, dtype), np.asarray(atoms.cell.array, dtype), atoms.numbers, neighbors
-            )
+            results = self.compute(np.asarray(atoms.positions, dtype), np.asarray(atoms.cell.array, dtype), atoms.numbers, neighbors)
+        if not atoms.pbc.all():
+            results = {key: value for key, value in results.items() if not key.startswith("stress")}
+        self.results = results
+
+    def compute(self, positions_a, cell_a, species, neighbors) -> dict:
+        """ASE results of one structure; stress as a Voigt vector."""
+        energy, forces, stress = self._evaluate(positions_a, cell_a, species, neighbors)
         energy = float(energy)
-        stress = np.asarray(stress, np.float64)
-        self.results = {
+        return {
             "energy": energy,
             "free_energy": energy,
             "forces": np.asarray(forces, np.float64),
+            "stress": voigt_from_tensor(np.asarray(stress, np.float64)),
         }
-        if atoms.pbc.all():
-            self.results["stress"] = voigt_from_tensor(stress)
+
+
+class MLPCalculator(PotentialCalculator):
+    """ASE calculator of a trained model (an ensemble of K ≥ 1 members), from :func:`load_calculator`.
+
+    Energy, forces and stress are ensemble means. ``results`` also holds the spread across members
+    (standard deviations, zero for a single model): ``energy_std`` (eV), ``forces_std`` [N, 3] (eV/Å),
+    ``stress_std`` [6] (eV/Å³), and ``energies``, the K member energies (eV).
+    """
+
+    def __init__(self, checkpoint: Checkpoint, float64: bool = False, **kwargs):
+        super().__init__(checkpoint.potential(), float64=float64, **kwargs)
+        self.checkpoint = checkpoint
+        self._members = _member_evaluator(checkpoint)
+
+    def check_atoms(self, atoms) -> None:
+        self.checkpoint.table.check(atoms.numbers, "the structure")
+
+    def compute(self, positions_a, cell_a, species, neighbors) -> dict:
+        params = cast_params(self.checkpoint.params, positions_a.dtype)
+        energies, forces, stresses = (np.asarray(x, np.float64) for x in self._members(params, positions_a, cell_a, species, neighbors))
+        stresses = voigt_from_tensor(stresses)
+        energy = float(energies.mean())
+        return {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": forces.mean(axis=0),
+            "stress": stresses.mean(axis=0),
+            "energies": energies,
+            "energy_std": float(energies.std()),
+            "forces_std": forces.std(axis=0),
+            "stress_std": stresses.std(axis=0),
+        }
+
+
+@functools.cache
+def _member_evaluator(checkpoint: Checkpoint):
+    return jax.jit(checkpoint.evaluator())
+
+
+def load_calculator(checkpoint_path, float64: bool = False) -> MLPCalculator:
+    """ASE calculator of the model saved at ``checkpoint_path`` (written by ``mlpkit train``).
+
+    >>> calc = load_calculator("runs/si/model.npz")  # doctest: +SKIP
+    >>> atoms.calc = calc; atoms.get_forces(); calc.results["forces_std"]  # doctest: +SKIP
+    """
+    return MLPCalculator(load_checkpoint(checkpoint_path), float64=float64)
 
 
 class SWCalculator(PotentialCalculator):

@@ -8,6 +8,7 @@ import sys
 import time
 
 from mlpkit.errors import MlpkitError
+from mlpkit.models import ARCHITECTURES
 
 
 def _data_generate(args) -> None:
@@ -45,6 +46,62 @@ def _data_info(args) -> None:
         print("  groups: " + ", ".join(f"{g or '(none)'} {n}" for g, n in sorted(groups.items())))
 
 
+def _resolve_data(spec: str):
+    """A data path, or ``sw:Si`` / ``sw:Ge`` (optionally ``sw:Si:test``) for the shipped SW sets."""
+    from mlpkit.data import load_dataset, sw_data_path
+
+    if spec.startswith("sw:"):
+        element, _, split = spec[3:].partition(":")
+        return load_dataset(sw_data_path(element, split or "training"))
+    return load_dataset(spec)
+
+
+def _train(args) -> None:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from mlpkit.checkpoint import save_checkpoint
+    from mlpkit.data import shuffled, train_val_split
+    from mlpkit.fileio import write_text_atomic
+    from mlpkit.models import ModelConfig
+    from mlpkit.training import TrainConfig, evaluate, train, write_history
+
+    dataset = _resolve_data(args.data)
+    if args.validation:
+        train_set, validation_set = dataset, _resolve_data(args.validation)
+    else:
+        train_set, validation_set = train_val_split(dataset, args.val_fraction, seed=args.data_seed)
+    if args.max_frames:
+        train_set = shuffled(train_set, args.data_seed).first(args.max_frames)
+    config = TrainConfig(model=ModelConfig(args.model), seeds=tuple(range(args.seed, args.seed + args.ensemble)),
+                         data_seed=args.data_seed, float64=args.float64)
+    config = config.quick() if args.quick else config
+    if args.epochs:
+        config = dataclasses.replace(config, max_epochs=args.epochs)
+    out = Path(args.out)
+    history = []
+
+    def record(epoch, metrics):
+        history.append(metrics)
+        write_history(out / "history.csv", history)
+
+    print(f"training {config.model.architecture} ×{len(config.seeds)} on {len(train_set)} frames, "
+          f"validating on {len(validation_set)}; writing {out}/")
+    result = train(train_set, validation_set, config, callback=record, progress=not args.no_progress)
+    save_checkpoint(result.checkpoint, out / "model.npz")
+    summary = {"validation": result.history[int(result.best_epoch.min())], "wall_s": result.wall_s}
+    if args.test:
+        summary["test"] = evaluate(result.checkpoint, _resolve_data(args.test))
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    for split in ("validation", "test"):
+        if split in summary:
+            m = summary[split]
+            print(f"{split}: energy MAE {m['energy_mae_mev_per_atom']:.2f} meV/atom, "
+                  f"force MAE {m['force_mae_ev_per_a']:.4f} eV/Å, stress MAE {m['stress_mae_gpa']:.3f} GPa")
+    print(f"wrote {out / 'model.npz'} after {result.wall_s:.0f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlpkit", description="mlpkit: machine-learning interatomic potentials, Si → Ge transfer learning.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -68,6 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_verbs.add_parser("info", help="summarise data files (.xyz/.extxyz, .npz, mlearn .json)")
     info.add_argument("paths", nargs="+")
     info.set_defaults(run=_data_info)
+
+    fit = verbs.add_parser("train", help="train a model (or an ensemble) and write a checkpoint")
+    fit.add_argument("--data", required=True, help="training data: a file (.extxyz, .npz, mlearn .json) or sw:Si / sw:Ge")
+    fit.add_argument("--model", default="painn", choices=sorted(ARCHITECTURES))
+    fit.add_argument("--out", required=True, help="output folder: model.npz, history.csv, metrics.json")
+    fit.add_argument("--validation", help="validation data (default: a stratified split of --data)")
+    fit.add_argument("--val-fraction", type=float, default=0.1, help="validation share when --validation is absent")
+    fit.add_argument("--test", help="data to report final errors on (never used for choices)")
+    fit.add_argument("--max-frames", type=int, help="train on this many randomly chosen frames only")
+    fit.add_argument("--ensemble", type=int, default=1, help="number of members trained together (seeds seed … seed+K−1)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--data-seed", type=int, default=0, help="seed of the split and the batch order")
+    fit.add_argument("--epochs", type=int, help="maximum number of epochs")
+    fit.add_argument("--float64", action="store_true")
+    fit.add_argument("--quick", action="store_true", help="small model and few epochs: a minute on a laptop")
+    fit.add_argument("--no-progress", action="store_true")
+    fit.set_defaults(run=_train)
     return parser
 
 

@@ -25,6 +25,7 @@ from mlpkit.models import ModelConfig, init_params
 from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, member_energy_fn, over_members
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
+from mlpkit.training.evaluate import accumulate_sums
 from mlpkit.training.loss import LossWeights, batch_loss, error_sums, metrics_from_sums, predict_batch
 
 MONITOR = "force_mae_ev_per_a"  # validation metric for early stopping and the best checkpoint
@@ -101,10 +102,7 @@ def _programs(config: TrainConfig, energy_fn, optimizer):
 
 
 def _validate(sums_fn, params, plan: BatchPlan) -> list[dict]:
-    total = None
-    for batch in plan.batches():
-        part = jax.device_get(sums_fn(params, batch))
-        total = part if total is None else {k: total[k] + part[k] for k in total}
+    total = accumulate_sums(sums_fn, params, plan)
     return [metrics_from_sums({k: v[m] for k, v in total.items()}) for m in range(len(total["force_n"]))]
 
 

@@ -1,0 +1,59 @@
+"""Error metrics of a trained model on a data set, and the training history as CSV."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlpkit.checkpoint import Checkpoint
+from mlpkit.data.dataset import Dataset
+from mlpkit.fileio import write_text_atomic
+from mlpkit.models.energy import cast_params, member_energy_fn, over_members
+from mlpkit.training.batches import BatchPlan
+from mlpkit.training.loss import error_sums, metrics_from_sums, predict_batch
+
+
+def accumulate_sums(sums_fn, params, plan: BatchPlan) -> dict:
+    """Error sums of ``sums_fn(params, batch)`` added over every batch of ``plan`` (host arrays)."""
+    total = None
+    for batch in plan.batches():
+        part = jax.device_get(sums_fn(params, batch))
+        total = part if total is None else {k: total[k] + part[k] for k in total}
+    return total
+
+
+@functools.cache
+def _mean_sums_program(checkpoint: Checkpoint):
+    energy = over_members(member_energy_fn(checkpoint.config, checkpoint.table, checkpoint.normalisation), (0, None, None, None, None))
+
+    def mean_energy(params, *args):
+        return jnp.mean(energy(params, *args))
+
+    return jax.jit(lambda params, batch: error_sums(predict_batch(mean_energy, params, batch), batch))
+
+
+def evaluate(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> dict:
+    """Errors of the ensemble-mean prediction on ``dataset`` (see :func:`~mlpkit.training.loss.metrics_from_sums`)."""
+    checkpoint.table.check(dataset.species, "the evaluation set")
+    plan = BatchPlan(dataset, checkpoint.config.cutoff_a, batch_size)
+    params = cast_params(checkpoint.params, jnp.float32)
+    return metrics_from_sums(accumulate_sums(_mean_sums_program(checkpoint), params, plan))
+
+
+def history_csv(history: list[dict]) -> str:
+    """Per-epoch metrics as CSV text, one row per epoch, columns in a fixed order."""
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and np.isfinite(v) else v) for k, v in row.items()})
+    return stream.getvalue()
+
+
+def write_history(path, history: list[dict]) -> None:
+    write_text_atomic(path, history_csv(history))

@@ -1,0 +1,136 @@
+"""Both architectures: forces and stress are derivatives of the energy, the energy has the symmetries of
+physics, periodic images and padding change nothing, and the element table remaps Si to Ge."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+
+from mlpkit.calculator import MLPCalculator
+from mlpkit.checkpoint import Checkpoint
+from mlpkit.errors import MlpkitError
+from mlpkit.models import ModelConfig, init_params
+from mlpkit.models.energy import Normalisation, member_energy_fn
+from mlpkit.models.graph import ElementTable, polynomial_envelope
+from mlpkit.neighbors import build_neighbors
+from mlpkit.structures import diamond, rattled, strained
+
+ARCHITECTURES = ["painn", "dimenet++"]
+
+
+def random_checkpoint(architecture: str, symbols=("Si",), members: int = 1) -> Checkpoint:
+    """A model whose zero-initialised parameters (biases, DimeNet++'s readout) are made random, so every path counts."""
+    config = ModelConfig(architecture).quick()
+    stacked = []
+    for seed in range(members):
+        params = init_params(config, len(symbols), seed)
+        leaves, tree = jax.tree_util.tree_flatten(params)
+        rng = np.random.default_rng(seed)
+        leaves = [leaf if np.any(leaf) else 0.2 * rng.standard_normal(leaf.shape).astype(np.float32) for leaf in leaves]
+        stacked.append(jax.tree_util.tree_unflatten(tree, leaves))
+    params = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *stacked)
+    normalisation = Normalisation(tuple(-4.0 - k for k in range(len(symbols))), tuple(0.5 for _ in symbols))
+    return Checkpoint(config, ElementTable(tuple(symbols)), normalisation, params)
+
+
+def distorted(element="Si", repeat=(1, 1, 1), seed=0):
+    rng = np.random.default_rng(seed)
+    return rattled(strained(diamond(element, repeat), rng.uniform(-0.03, 0.03, 6)), 0.15, seed)
+
+
+def results(atoms, checkpoint):
+    atoms = atoms.copy()
+    atoms.calc = MLPCalculator(checkpoint, float64=True)
+    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(), atoms
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_forces_and_stress_are_energy_derivatives(architecture):
+    energy, forces, stress, atoms = results(distorted(), random_checkpoint(architecture))
+    assert np.abs(forces).max() > 0.05  # a model with forces to check
+    np.testing.assert_allclose(forces, calculate_numerical_forces(atoms, eps=1e-5), atol=1e-6)
+    np.testing.assert_allclose(stress, calculate_numerical_stress(atoms, eps=1e-6), atol=1e-7)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_energy_is_invariant_and_forces_rotate_with_the_structure(architecture):
+    checkpoint = random_checkpoint(architecture)
+    atoms = distorted(seed=1)
+    energy, forces, _, _ = results(atoms, checkpoint)
+    rotation = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))[0]
+    moved = atoms.copy()
+    moved.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    moved.positions = atoms.positions @ rotation.T + np.array([0.7, -1.3, 2.1])
+    energy_moved, forces_moved, _, _ = results(moved, checkpoint)
+    assert energy_moved == pytest.approx(energy, abs=1e-9)
+    np.testing.assert_allclose(forces_moved, forces @ rotation.T, atol=1e-9)
+    order = np.random.default_rng(4).permutation(len(atoms))
+    energy_perm, forces_perm, _, _ = results(atoms[order], checkpoint)
+    assert energy_perm == pytest.approx(energy, abs=1e-9)
+    np.testing.assert_allclose(forces_perm, forces[order], atol=1e-9)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_cell_and_its_supercell_have_the_same_energy_per_atom(architecture):
+    checkpoint = random_checkpoint(architecture)
+    atoms = distorted(seed=2)  # 8 atoms, a cell shorter than twice the 5 Å cutoff
+    energy, forces, stress, _ = results(atoms, checkpoint)
+    energy_super, forces_super, stress_super, _ = results(atoms.repeat((2, 1, 2)), checkpoint)
+    assert energy_super / 32 == pytest.approx(energy / 8, abs=1e-9)
+    np.testing.assert_allclose(forces_super[:8], forces, atol=1e-9)
+    np.testing.assert_allclose(stress_super, stress, atol=1e-10)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_padding_atoms_and_neighbour_slots_change_nothing(architecture):
+    checkpoint = random_checkpoint(architecture)
+    energy_fn = jax.jit(member_energy_fn(checkpoint.config, checkpoint.table, checkpoint.normalisation))
+    params = jax.tree_util.tree_map(lambda leaf: leaf[0], checkpoint.params)
+    atoms = distorted(seed=5)
+    neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0)
+    reference = energy_fn(params, np.float32(atoms.positions), np.float32(atoms.cell.array), atoms.numbers, neighbors)
+    n, extra = len(atoms), 5
+    wide = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0, capacity=neighbors.capacity + 16)
+    index = np.concatenate([wide.index, np.tile(np.arange(n, n + extra)[:, None], (1, wide.capacity))])
+    padded = type(neighbors)(
+        index=index.astype(np.int32),
+        shift=np.concatenate([wide.shift, np.zeros((extra, wide.capacity, 3))]),
+        mask=np.concatenate([wide.mask, np.zeros((extra, wide.capacity), bool)]),
+    )
+    positions = np.concatenate([atoms.positions, np.random.default_rng(0).uniform(0, 5, (extra, 3))])
+    species = np.concatenate([atoms.numbers, np.zeros(extra, int)])
+    energy = energy_fn(params, np.float32(positions), np.float32(atoms.cell.array), species, padded)
+    assert float(energy) == pytest.approx(float(reference), abs=2e-5)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_remapped_element_table_makes_the_si_model_describe_ge(architecture):
+    si_model = random_checkpoint(architecture)
+    ge_model = Checkpoint(si_model.config, si_model.table.remapped({"Si": "Ge"}), si_model.normalisation, si_model.params)
+    si_atoms = distorted("Si", seed=6)
+    ge_atoms = si_atoms.copy()
+    ge_atoms.symbols = "Ge" * len(ge_atoms)
+    assert results(ge_atoms, ge_model)[0] == pytest.approx(results(si_atoms, si_model)[0], abs=1e-9)
+    with pytest.raises(MlpkitError, match=r"knows only \['Ge'\]"):
+        results(si_atoms, ge_model)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_two_elements_get_their_own_embedding_and_shift(architecture):
+    checkpoint = random_checkpoint(architecture, symbols=("Si", "Ge"))
+    atoms = distorted("Si", seed=7)
+    mixed = atoms.copy()
+    mixed.numbers[::2] = 32
+    energy_si, energy_mixed = results(atoms, checkpoint)[0], results(mixed, checkpoint)[0]
+    assert abs(energy_mixed - energy_si) > 1.0  # 4 atoms moved from shift −4 eV to −5 eV, plus new embeddings
+
+
+def test_envelope_is_one_at_zero_and_vanishes_smoothly_at_the_cutoff():
+    x = np.array([0.0, 1 - 1e-4, 1.0, 1.3])
+    value = np.asarray(polynomial_envelope(x))
+    assert value[0] == 1.0 and value[2] == 0.0 and value[3] == 0.0
+    assert 0 < value[1] < 1e-9  # the first two derivatives vanish: u ~ (1 − x)³ near the cutoff
+    slope = jax.grad(lambda r: polynomial_envelope(r))(1.0 - 1e-6)
+    assert abs(float(slope)) < 1e-6
