@@ -61,7 +61,6 @@ def _train(args) -> None:
     import json
     from pathlib import Path
 
-    from mlpkit.checkpoint import save_checkpoint
     from mlpkit.data import shuffled, train_val_split
     from mlpkit.fileio import write_text_atomic
     from mlpkit.models import ModelConfig
@@ -88,8 +87,8 @@ def _train(args) -> None:
 
     print(f"training {config.model.architecture} ×{len(config.seeds)} on {len(train_set)} frames, "
           f"validating on {len(validation_set)}; writing {out}/")
-    result = train(train_set, validation_set, config, callback=record, progress=not args.no_progress)
-    save_checkpoint(result.checkpoint, out / "model.npz")
+    result = train(train_set, validation_set, config, callback=record, checkpoint_path=out / "model.npz",
+                   progress=not args.no_progress)
     summary = {"validation": result.history[int(result.best_epoch.min())], "wall_s": result.wall_s}
     if args.test:
         summary["test"] = evaluate(result.checkpoint, _resolve_data(args.test))

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from mlpkit.checkpoint import Checkpoint
+from mlpkit.checkpoint import Checkpoint, save_checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
 from mlpkit.models import ModelConfig, init_params
@@ -81,7 +81,7 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def _programs(config: TrainConfig, energy_fn, optimizer):
+def training_programs(config: TrainConfig, energy_fn, optimizer):
     """The jit-compiled, member-vmapped training step and validation sums."""
 
     def loss(params, batch):
@@ -115,6 +115,7 @@ def train(
     initial_params=None,
     normalisation: Normalisation | None = None,
     callback: Callable[[int, dict], None] | None = None,
+    checkpoint_path=None,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``len(config.seeds)`` members on ``train_set``, keeping each one's best validation state.
@@ -122,6 +123,8 @@ def train(
     ``initial_params`` (a stacked tree, e.g. a Si checkpoint's) replaces random initialisation: that is
     transfer learning. ``callback(epoch, metrics)`` runs after every epoch (epoch 0 = before training);
     metrics hold the learning rate, the training loss and the validation metrics averaged over members.
+    With ``checkpoint_path`` the best state so far is saved there (atomically) whenever it improves, so
+    an interrupted run keeps its best model.
     """
     start = time.perf_counter()
     if len(train_set) == 0 or len(validation_set) == 0:
@@ -142,7 +145,7 @@ def train(
             raise MlpkitError(f"initial parameters hold {n_members} members, config.seeds {len(config.seeds)}")
         schedule = _schedule(config, len(train_plan))
         optimizer = optax.chain(optax.clip_by_global_norm(config.gradient_clip), optax.adam(schedule))
-        step, sums = _programs(config, member_energy_fn(config.model, table, normalisation), optimizer)
+        step, sums = training_programs(config, member_energy_fn(config.model, table, normalisation), optimizer)
         opt_state = jax.vmap(optimizer.init)(params)
         ema = params
         best = jax.device_get(params)
@@ -170,6 +173,8 @@ def train(
                 )
                 best_score = np.where(improved, scores, best_score)
                 best_epoch = np.where(improved, epoch, best_epoch)
+                if checkpoint_path is not None:
+                    save_checkpoint(_checkpoint(config, table, normalisation, best, best_epoch, best_score, epoch, train_set, validation_set), checkpoint_path)
             metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
             history.append(metrics)
             bar.set_postfix(force_mae=f"{metrics[MONITOR]:.4f}", loss=f"{metrics['train_loss']:.3g}")
@@ -178,16 +183,22 @@ def train(
             if not (epoch - best_epoch < config.patience_epochs).any():
                 break
         bar.close()
+    checkpoint = _checkpoint(config, table, normalisation, best, best_epoch, best_score, epoch, train_set, validation_set)
+    if checkpoint_path is not None:
+        save_checkpoint(checkpoint, checkpoint_path)
+    return TrainResult(checkpoint, history, best_epoch, time.perf_counter() - start)
+
+
+def _checkpoint(config, table, normalisation, best, best_epoch, best_score, epoch, train_set, validation_set) -> Checkpoint:
     metadata = {
         "train_config": dataclasses.asdict(config),
         "best_epoch": best_epoch.tolist(),
         "best_validation_force_mae_ev_per_a": best_score.tolist(),
         "training_frames": len(train_set),
         "validation_frames": len(validation_set),
-        "epochs_run": len(history) - 1,
+        "epochs_run": epoch,
     }
-    checkpoint = Checkpoint(config.model, table, normalisation, jax.device_get(best), metadata)
-    return TrainResult(checkpoint, history, best_epoch, time.perf_counter() - start)
+    return Checkpoint(config.model, table, normalisation, best, metadata)
 
 
 def _summary(epoch: int, members: list[dict], losses: list, learning_rate: float, elapsed_s: float) -> dict:
