@@ -17,3 +17,14 @@ def test_sw_benchmark_smoke_prints_a_table_with_agreeing_energies():
     assert len(row) == 1, result.stdout
     relative_difference = float(row[0].strip("|").split("|")[-1])
     assert relative_difference < 1e-5
+
+
+def test_model_benchmark_smoke_times_both_architectures():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "models.py"), "--smoke"], capture_output=True, text=True, check=True
+    )
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| mlpkit")]
+    assert len(rows) == 2, result.stdout
+    for row in rows:
+        force_ms, step_ms = float(row.split("|")[3].split()[0]), float(row.split("|")[5].split()[0])
+        assert 0 < force_ms < step_ms

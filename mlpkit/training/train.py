@@ -154,6 +154,18 @@ def train(
         history: list[dict] = []
         rng = np.random.default_rng(config.data_seed)
         count = 0
+
+        def best_checkpoint(epochs_run: int) -> Checkpoint:
+            metadata = {
+                "train_config": dataclasses.asdict(config),
+                "best_epoch": best_epoch.tolist(),
+                "best_validation_force_mae_ev_per_a": best_score.tolist(),
+                "training_frames": len(train_set),
+                "validation_frames": len(validation_set),
+                "epochs_run": epochs_run,
+            }
+            return Checkpoint(config.model, table, normalisation, best, metadata)
+
         bar = tqdm(range(config.max_epochs + 1), desc="training", unit="epoch", disable=not progress)
         for epoch in bar:
             losses = []
@@ -174,7 +186,7 @@ def train(
                 best_score = np.where(improved, scores, best_score)
                 best_epoch = np.where(improved, epoch, best_epoch)
                 if checkpoint_path is not None:
-                    save_checkpoint(_checkpoint(config, table, normalisation, best, best_epoch, best_score, epoch, train_set, validation_set), checkpoint_path)
+                    save_checkpoint(best_checkpoint(epoch), checkpoint_path)
             metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
             history.append(metrics)
             bar.set_postfix(force_mae=f"{metrics[MONITOR]:.4f}", loss=f"{metrics['train_loss']:.3g}")
@@ -183,22 +195,10 @@ def train(
             if not (epoch - best_epoch < config.patience_epochs).any():
                 break
         bar.close()
-    checkpoint = _checkpoint(config, table, normalisation, best, best_epoch, best_score, epoch, train_set, validation_set)
+    checkpoint = best_checkpoint(epoch)
     if checkpoint_path is not None:
         save_checkpoint(checkpoint, checkpoint_path)
     return TrainResult(checkpoint, history, best_epoch, time.perf_counter() - start)
-
-
-def _checkpoint(config, table, normalisation, best, best_epoch, best_score, epoch, train_set, validation_set) -> Checkpoint:
-    metadata = {
-        "train_config": dataclasses.asdict(config),
-        "best_epoch": best_epoch.tolist(),
-        "best_validation_force_mae_ev_per_a": best_score.tolist(),
-        "training_frames": len(train_set),
-        "validation_frames": len(validation_set),
-        "epochs_run": epoch,
-    }
-    return Checkpoint(config.model, table, normalisation, best, metadata)
 
 
 def _summary(epoch: int, members: list[dict], losses: list, learning_rate: float, elapsed_s: float) -> dict:

@@ -1,0 +1,131 @@
+"""Model speed: mlpkit's PaiNN and DimeNet++ against a SchNet-like Flax model and jax-md's NequIP, in one run.
+
+    python benchmarks/models.py [--repeats 10] [--smoke]
+
+For each model: energy + forces on one rattled 64-atom Si cell, and
+one Adam step on a batch of 8 such cells with an energy + force loss. float32, jit-compiled, warmed
+up; medians (min–max) of ``--repeats`` calls. The SchNet-like baseline (3 interactions, 64 features,
+5 Å) is defined below on mlpkit's graph; NequIP-small is jax-md's (benchmarks/jaxmd_nequip.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mlpkit.models import ModelConfig, init_params, parameter_count
+from mlpkit.models.energy import Normalisation, member_energy_fn
+from mlpkit.models.graph import ElementTable, gather_neighbors, radial_features
+from mlpkit.neighbors import build_neighbors
+from mlpkit.structures import diamond, rattled
+from sw_energy_forces import cpu_name, timed
+
+BATCH = 8
+
+
+class SchNetLike(nn.Module):
+    """Continuous-filter convolutions (Schütt et al. 2018): the simple baseline every MLP is compared with."""
+
+    features: int = 64
+    layers: int = 3
+
+    @nn.compact
+    def __call__(self, graph):
+        radial = radial_features(graph, 5.0, 16, 6)
+        x = nn.Embed(1, self.features)(graph.slot)
+        for _ in range(self.layers):
+            filters = jnp.where(graph.edge_mask[..., None], nn.Dense(self.features)(nn.silu(nn.Dense(self.features)(radial))), 0.0)
+            message = jnp.sum(gather_neighbors(nn.Dense(self.features)(x), graph.neighbor_index) * filters, axis=1)
+            x = x + nn.Dense(self.features)(nn.silu(nn.Dense(self.features)(message)))
+        return nn.Dense(1)(nn.silu(nn.Dense(self.features // 2)(x)))[:, 0]
+
+
+def mlpkit_model(config: ModelConfig, atoms):
+    table = ElementTable(("Si",))
+    energy = member_energy_fn(config, table, Normalisation((-4.3,), (1.0,)))
+    neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, config.cutoff_a)
+    cell = np.float32(atoms.cell.array)
+    return (lambda params, positions: energy(params, positions, cell, atoms.numbers, neighbors)), init_params(config, 1, 0)
+
+
+def schnet_model(atoms):
+    from mlpkit.models.graph import build_graph
+
+    model = SchNetLike()
+    neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0)
+    lookup = ElementTable(("Si",)).slot_lookup()
+    cell = np.float32(atoms.cell.array)
+    graph_of = lambda positions: build_graph(positions, cell, atoms.numbers, neighbors, lookup, 5.0)
+    params = model.init(jax.random.PRNGKey(0), graph_of(np.float32(atoms.positions)))
+    return (lambda params, positions: jnp.sum(model.apply(params, graph_of(positions)))), params
+
+
+def nequip_model(atoms):
+    from jaxmd_nequip import nequip_small
+
+    energy, params, neighbor = nequip_small(atoms)
+    return (lambda params, positions: energy(params, positions, neighbor)), params
+
+
+def time_model(energy, params, atoms, repeats: int):
+    positions = np.float32(atoms.positions)
+    forces = jax.jit(jax.value_and_grad(energy, argnums=1))
+    batch = np.stack([np.float32(rattled(atoms, 0.05, seed).positions) for seed in range(BATCH)])
+    reference_forces = np.zeros_like(batch)
+    optimizer = optax.adam(1e-3)
+
+    def loss(params, batch):
+        energies, gradients = jax.vmap(jax.value_and_grad(energy, argnums=1), in_axes=(None, 0))(params, batch)
+        return jnp.mean((energies / len(atoms)) ** 2) + jnp.mean((-gradients - reference_forces) ** 2)
+
+    @jax.jit
+    def step(params, state, batch):
+        grads = jax.grad(loss)(params, batch)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    state = optimizer.init(params)
+    return timed(lambda: forces(params, positions), repeats), timed(lambda: step(params, state, batch), max(2, repeats // 3))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--smoke", action="store_true", help="quick models, 2 repeats, no peers: checks the script runs")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=".*float64.*")
+    atoms = rattled(diamond("Si", (2, 2, 2)), 0.05, seed=0)
+    candidates = {
+        "mlpkit PaiNN": lambda: mlpkit_model(ModelConfig("painn"), atoms),
+        "mlpkit DimeNet++": lambda: mlpkit_model(ModelConfig("dimenet++"), atoms),
+        "SchNet-like (baseline)": lambda: schnet_model(atoms),
+        "jax-md NequIP small (peer)": lambda: nequip_model(atoms),
+    }
+    if args.smoke:
+        args.repeats = 2
+        candidates = {
+            "mlpkit PaiNN (quick)": lambda: mlpkit_model(ModelConfig("painn").quick(), atoms),
+            "mlpkit DimeNet++ (quick)": lambda: mlpkit_model(ModelConfig("dimenet++").quick(), atoms),
+        }
+    print(f"# {cpu_name()}, {jax.devices()[0].platform}, jax {jax.__version__}; 64 Si atoms, Adam batch {BATCH}")
+    rows = []
+    for name, build in candidates.items():
+        energy, params = build()
+        (ef, ef_lo, ef_hi), (step, step_lo, step_hi) = time_model(energy, params, atoms, args.repeats)
+        rows.append((name, parameter_count(params), ef, ef_lo, ef_hi, step, step_lo, step_hi))
+    baseline = next((r for r in rows if "baseline" in r[0]), rows[0])
+    print(f"| model | parameters | E+F ms (min–max) | × {baseline[0]} | Adam step ms (min–max) | × {baseline[0]} |")
+    print("|---|---|---|---|---|---|")
+    for name, count, ef, ef_lo, ef_hi, step, step_lo, step_hi in rows:
+        print(f"| {name} | {count:,} | {ef:.2f} ({ef_lo:.2f}–{ef_hi:.2f}) | {ef / baseline[2]:.2f} "
+              f"| {step:.0f} ({step_lo:.0f}–{step_hi:.0f}) | {step / baseline[5]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
