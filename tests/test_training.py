@@ -94,3 +94,10 @@ def test_batches_pad_mixed_sizes_into_buckets_and_keep_every_frame(silicon):
     assert batch.positions_a.shape == (4, ATOM_BUCKET, 3)
     assert list(batch.n_atoms) == [8, 0, 0, 0]
     assert not batch.neighbors.mask[0, 8:].any() and (batch.species[0, 8:] == 0).all()
+
+
+def test_float64_training_keeps_double_precision_weights(silicon):
+    config = dataclasses.replace(TINY, max_epochs=1, float64=True)
+    result = train(silicon.first(4), silicon.select([4, 5]), config, progress=False)
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(result.checkpoint.params)} == {np.dtype(np.float64)}
+    assert np.isfinite(result.history[-1]["force_mae_ev_per_a"])

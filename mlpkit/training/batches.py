@@ -71,6 +71,18 @@ def _padded_frame(dataset: Dataset, index: int, n_pad: int, neighbors: Neighbors
     )
 
 
+def _empty_frame(template: dict) -> dict:
+    """A frame of the template's shape with no atoms: it fills a bucket's last batch and weighs nothing."""
+    neighbors = template["neighbors"]
+    return {
+        **template,
+        "species": np.zeros_like(template["species"]),
+        "neighbors": dataclasses.replace(neighbors, mask=np.zeros_like(neighbors.mask)),
+        "has_stress": np.asarray(False),
+        "n_atoms": np.asarray(0, np.int32),
+    }
+
+
 def _stack(frames: list[dict]) -> Batch:
     fields = {name: np.stack([f[name] for f in frames]) for name in frames[0] if name != "neighbors"}
     neighbors = Neighbors(*(np.stack([getattr(f["neighbors"], k) for f in frames]) for k in ("index", "shift", "mask")))
@@ -92,14 +104,8 @@ class BatchPlan:
         capacity = max((nl.capacity for nl in lists), default=ROW_PADDING)
         n_pad = -(-dataset.n_atoms // ATOM_BUCKET) * ATOM_BUCKET
         self.buckets: dict[int, np.ndarray] = {int(n): np.flatnonzero(n_pad == n) for n in np.unique(n_pad)}
-        frames = [_padded_frame(dataset, i, int(n_pad[i]), lists[i], capacity, dtype) for i in range(len(dataset))]
-        self._frames = frames
-        self._empty = {
-            n: {**frames[idx[0]], "n_atoms": np.asarray(0, np.int32), "species": np.zeros(n, np.int32),
-                "neighbors": dataclasses.replace(frames[idx[0]]["neighbors"], mask=np.zeros_like(frames[idx[0]]["neighbors"].mask)),
-                "has_stress": np.asarray(False)}
-            for n, idx in self.buckets.items()
-        }
+        self._frames = [_padded_frame(dataset, i, int(n_pad[i]), lists[i], capacity, dtype) for i in range(len(dataset))]
+        self._empty = {n: _empty_frame(self._frames[indices[0]]) for n, indices in self.buckets.items()}
 
     def __len__(self) -> int:
         return sum(-(-len(idx) // self.batch_size) for idx in self.buckets.values())
