@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
@@ -33,7 +31,7 @@ class PotentialCalculator(Calculator):
         self._evaluate = compiled_evaluator(potential)
 
     def check_atoms(self, atoms) -> None:
-        """Hook for subclasses that accept only some structures."""
+        self.potential.check_species(atoms.numbers)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -72,13 +70,11 @@ class MLPCalculator(PotentialCalculator):
     def __init__(self, checkpoint: Checkpoint, float64: bool = False, **kwargs):
         super().__init__(checkpoint.potential(), float64=float64, **kwargs)
         self.checkpoint = checkpoint
-        self._members = _member_evaluator(checkpoint)
-
-    def check_atoms(self, atoms) -> None:
-        self.checkpoint.table.check(atoms.numbers, "the structure")
+        self._members = jax.jit(checkpoint.evaluator())
+        self._params = cast_params(checkpoint.params, np.float64 if float64 else np.float32)
 
     def compute(self, positions_a, cell_a, species, neighbors) -> dict:
-        params = cast_params(self.checkpoint.params, positions_a.dtype)
+        params = self._params
         energies, forces, stresses = (np.asarray(x, np.float64) for x in self._members(params, positions_a, cell_a, species, neighbors))
         stresses = voigt_from_tensor(stresses)
         energy = float(energies.mean())
@@ -92,11 +88,6 @@ class MLPCalculator(PotentialCalculator):
             "forces_std": forces.std(axis=0),
             "stress_std": stresses.std(axis=0),
         }
-
-
-@functools.cache
-def _member_evaluator(checkpoint: Checkpoint):
-    return jax.jit(checkpoint.evaluator())
 
 
 def load_calculator(checkpoint_path, float64: bool = False) -> MLPCalculator:

@@ -20,7 +20,7 @@ from flax import traverse_util
 
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import atomic_path
-from mlpkit.models import ModelConfig, init_params
+from mlpkit.models import ModelConfig, params_mismatch
 from mlpkit.models.energy import Normalisation, ensemble_evaluator, ensemble_potential
 from mlpkit.models.graph import ElementTable
 from mlpkit.potentials.base import Potential
@@ -132,18 +132,8 @@ def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoin
         raise CheckpointError(f"{path}: holds model {config}, expected {expect_config}")
     flat = {name[len(PARAM_PREFIX):]: arrays[name] for name in arrays if name.startswith(PARAM_PREFIX)}
     params = traverse_util.unflatten_dict(flat, sep="/")
-    _check_shapes(path, params, config, len(table))
+    problem = params_mismatch(params, config, len(table))
+    if problem:
+        raise CheckpointError(f"{path}: parameters do not match the stored model configuration: {problem}")
     return Checkpoint(config, table, normalisation, params, meta.get("training", {}))
 
-
-def _check_shapes(path, params, config: ModelConfig, n_elements: int) -> None:
-    template = traverse_util.flatten_dict(jax.device_get(init_params(config, n_elements, 0)), sep="/")
-    stored = traverse_util.flatten_dict(params, sep="/")
-    expected = {name: leaf.shape for name, leaf in template.items()}
-    found = {name: leaf.shape[1:] for name, leaf in stored.items()}
-    if expected != found or len({leaf.shape[0] for leaf in stored.values()}) != 1:
-        missing = sorted(set(expected) ^ set(found))[:3]
-        raise CheckpointError(
-            f"{path}: parameters do not match the stored model configuration"
-            + (f" (differs at {missing})" if missing else " (array shapes differ)")
-        )

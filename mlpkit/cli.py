@@ -71,7 +71,7 @@ def _train(args) -> None:
         train_set, validation_set = dataset, _resolve_data(args.validation)
     else:
         train_set, validation_set = train_val_split(dataset, args.val_fraction, seed=args.data_seed)
-    if args.max_frames:
+    if args.max_frames is not None:
         train_set = shuffled(train_set, args.data_seed).first(args.max_frames)
     config = TrainConfig(model=ModelConfig(args.model), seeds=tuple(range(args.seed, args.seed + args.ensemble)),
                          data_seed=args.data_seed, float64=args.float64)
@@ -79,9 +79,9 @@ def _train(args) -> None:
     model_sizes = {"features": args.features, "layers": args.layers, "radial_basis": args.radial_basis}
     config = dataclasses.replace(
         config,
-        model=dataclasses.replace(config.model, **{k: v for k, v in model_sizes.items() if v}),
+        model=dataclasses.replace(config.model, **{k: v for k, v in model_sizes.items() if v is not None}),
         **{k: v for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size,
-                             "learning_rate": args.learning_rate}.items() if v},
+                             "learning_rate": args.learning_rate}.items() if v is not None},
     )
     out = Path(args.out)
     history = []
@@ -94,10 +94,13 @@ def _train(args) -> None:
           f"validating on {len(validation_set)}; writing {out}/")
     result = train(train_set, validation_set, config, callback=record, checkpoint_path=out / "model.npz",
                    progress=not args.no_progress)
-    summary = {"validation": result.history[int(result.best_epoch.min())], "wall_s": result.wall_s}
+    summary = {"validation": evaluate(result.checkpoint, validation_set), "wall_s": result.wall_s,
+               "best_epoch": result.best_epoch.tolist()}
     if args.test:
         summary["test"] = evaluate(result.checkpoint, _resolve_data(args.test))
-    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    finite = {split: ({k: (v if v == v else None) for k, v in m.items()} if isinstance(m, dict) else m)
+              for split, m in summary.items()}  # JSON has no NaN: metrics without data become null
+    write_text_atomic(out / "metrics.json", json.dumps(finite, indent=2) + "\n")
     for split in ("validation", "test"):
         if split in summary:
             m = summary[split]

@@ -104,11 +104,21 @@ def test_a_different_model_configuration_is_refused(saved, tmp_path):
         load_checkpoint(bad)
 
 
-def test_saving_is_atomic_and_leaves_no_partial_file(saved, tmp_path):
+def test_a_failed_save_keeps_the_previous_checkpoint(saved, tmp_path, monkeypatch):
     model, _ = saved
-    target = tmp_path / "model.npz"
-    save_checkpoint(model, target)
-    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+    target = save_checkpoint(model, tmp_path / "model.npz")
+    before = target.read_bytes()
+
+    def crash(stream, **arrays):
+        stream.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(model.member(0), target)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"] and target.read_bytes() == before
+    assert load_checkpoint(target).ensemble_size == 2
 
 
 def test_train_command_writes_a_usable_model(tmp_path, capsys):
@@ -129,3 +139,5 @@ def test_train_command_writes_a_usable_model(tmp_path, capsys):
 def test_train_command_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "absent.extxyz"), "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.startswith("mlpkit: error: ")
+    assert main(["train", "--data", "sw:Si", "--val-fraction", "1.5", "--out", str(tmp_path / "run")]) == 2
+    assert "validation fraction must lie strictly between 0 and 1" in capsys.readouterr().err

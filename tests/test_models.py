@@ -3,9 +3,12 @@ physics, periodic images and padding change nothing, and the element table remap
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 from mlpkit.calculator import MLPCalculator
@@ -14,6 +17,7 @@ from mlpkit.errors import MlpkitError
 from mlpkit.models import ModelConfig, init_params
 from mlpkit.models.energy import Normalisation, member_energy_fn
 from mlpkit.models.graph import ElementTable, polynomial_envelope
+from mlpkit.md import run_md
 from mlpkit.neighbors import build_neighbors
 from mlpkit.structures import diamond, rattled, strained
 
@@ -113,18 +117,41 @@ def test_remapped_element_table_makes_the_si_model_describe_ge(architecture):
     ge_atoms = si_atoms.copy()
     ge_atoms.symbols = "Ge" * len(ge_atoms)
     assert results(ge_atoms, ge_model)[0] == pytest.approx(results(si_atoms, si_model)[0], abs=1e-9)
-    with pytest.raises(MlpkitError, match=r"knows only \['Ge'\]"):
+    with pytest.raises(MlpkitError, match=r"describes only \['Ge'\]"):
         results(si_atoms, ge_model)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_two_elements_get_their_own_embedding_and_shift(architecture):
+def test_two_elements_get_their_own_embedding(architecture):
     checkpoint = random_checkpoint(architecture, symbols=("Si", "Ge"))
+    checkpoint = dataclasses.replace(checkpoint, normalisation=Normalisation((-4.0, -4.0), (0.5, 0.5)))
     atoms = distorted("Si", seed=7)
     mixed = atoms.copy()
     mixed.numbers[::2] = 32
     energy_si, energy_mixed = results(atoms, checkpoint)[0], results(mixed, checkpoint)[0]
-    assert abs(energy_mixed - energy_si) > 1.0  # 4 atoms moved from shift −4 eV to −5 eV, plus new embeddings
+    assert abs(energy_mixed - energy_si) > 1e-3  # same shift and scale: only the embeddings differ
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_energy_is_continuous_when_a_neighbour_crosses_the_cutoff(architecture):
+    checkpoint = random_checkpoint(architecture)  # random biases: a biased filter would jump at the cutoff
+
+    def energy(distance_a):
+        atoms = Atoms("Si3", positions=[[0, 0, 0], [2.35, 0, 0], [0, distance_a, 0]], cell=[20, 20, 20], pbc=False)
+        atoms.calc = MLPCalculator(checkpoint, float64=True)
+        return atoms.get_potential_energy()
+
+    cutoff = checkpoint.config.cutoff_a
+    assert energy(cutoff - 1e-4) == pytest.approx(energy(cutoff + 1e-4), abs=1e-8)
+    assert energy(cutoff + 1e-4) == pytest.approx(energy(cutoff + 3.0), abs=1e-12)  # beyond it: no interaction
+    assert abs(energy(cutoff - 1.0) - energy(cutoff + 1e-4)) > 1e-4  # inside it: there is one
+
+
+def test_md_refuses_a_structure_the_model_does_not_describe():
+    ge_model = random_checkpoint("painn").member(0)
+    ge_model = dataclasses.replace(ge_model, table=ge_model.table.remapped({"Si": "Ge"}))
+    with pytest.raises(MlpkitError, match=r"describes only \['Ge'\]"):
+        next(run_md(ge_model.potential(), diamond("Si"), n_chunks=1, progress=False))
 
 
 def test_envelope_is_one_at_zero_and_vanishes_smoothly_at_the_cutoff():

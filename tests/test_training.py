@@ -8,16 +8,19 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from mlpkit.calculator import MLPCalculator
 from mlpkit.data import load_dataset, select_where, sw_data_path, train_val_split
-from mlpkit.data.dataset import from_frames
+from mlpkit.data.dataset import concatenate, from_frames
 from mlpkit.models import ModelConfig
 from mlpkit.models.energy import fit_normalisation
 from mlpkit.models.graph import ElementTable
 from mlpkit.structures import diamond, rattled
 from mlpkit.training import TrainConfig, evaluate, train
 from mlpkit.training.batches import ATOM_BUCKET, BatchPlan
+from mlpkit.training.train import update_best
 
 TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=3, warmup_epochs=1, batch_size=4)
 
@@ -81,19 +84,50 @@ def test_energy_shift_is_the_least_squares_energy_of_each_element():
 
 
 def test_batches_pad_mixed_sizes_into_buckets_and_keep_every_frame(silicon):
-    small = rattled(diamond("Si", (1, 1, 1)), 0.05, 0)
-    mixed = from_frames([labelled(small, -30.0, np.zeros((8, 3)))])
-    dataset = silicon.first(5)
+    small = from_frames([labelled(rattled(diamond("Si", (1, 1, 1)), 0.05, k), -30.0 - k, np.zeros((8, 3))) for k in range(2)])
+    dataset = concatenate([silicon.first(5), small])
     plan = BatchPlan(dataset, 5.0, batch_size=4)
-    sizes = sorted(plan.buckets)
-    assert sizes == [ATOM_BUCKET * 2]
-    seen = np.concatenate([b.energy_ev[b.n_atoms > 0] for b in plan.batches(np.random.default_rng(0))])
+    assert sorted(plan.buckets) == [ATOM_BUCKET, 2 * ATOM_BUCKET]  # 8 → 32 and 64 → 64 atoms
+    batches = list(plan.batches(np.random.default_rng(0)))
+    assert len(batches) == len(plan) == 3  # 5 large frames: 2 batches; 2 small frames: 1 batch
+    seen = np.concatenate([b.energy_ev[b.n_atoms > 0] for b in batches])
     np.testing.assert_allclose(sorted(seen), sorted(dataset.energy_ev), rtol=1e-7)
-    plan_mixed = BatchPlan(mixed, 5.0, batch_size=4)
-    batch = next(plan_mixed.batches())
-    assert batch.positions_a.shape == (4, ATOM_BUCKET, 3)
-    assert list(batch.n_atoms) == [8, 0, 0, 0]
-    assert not batch.neighbors.mask[0, 8:].any() and (batch.species[0, 8:] == 0).all()
+    batch = next(b for b in batches if b.positions_a.shape[1] == ATOM_BUCKET)
+    assert sorted(batch.n_atoms) == [0, 0, 8, 8]
+    real = batch.n_atoms > 0
+    assert not batch.neighbors.mask[real][:, 8:].any() and (batch.species[real][:, 8:] == 0).all()
+    assert not batch.neighbors.mask[~real].any()
+
+
+def test_each_member_keeps_its_best_and_freezes_when_its_patience_runs_out():
+    best, best_score, best_epoch = {"w": np.zeros((2, 3))}, np.full(2, np.inf), np.zeros(2, int)
+    scores_by_epoch = [[1.0, 1.0], [0.5, 0.9], [0.6, 0.8], [0.7, 0.7], [0.1, 0.6]]
+    for epoch, scores in enumerate(scores_by_epoch):
+        candidate = {"w": np.full((2, 3), float(epoch))}
+        best, best_score, best_epoch, _ = update_best(best, best_score, best_epoch, candidate, np.array(scores), epoch, 2)
+    assert best_epoch.tolist() == [1, 4]  # member 0's 0.1 at epoch 4 comes after its patience of 2 ran out
+    assert best_score.tolist() == [0.5, 0.6]
+    assert best["w"][:, 0].tolist() == [1.0, 4.0]
+
+
+def test_evaluate_matches_metrics_computed_from_calculator_predictions(silicon):
+    from test_models import random_checkpoint
+
+    checkpoint = random_checkpoint("painn")
+    dataset = silicon.first(5)
+    energy_errors, force_errors, stress_errors = [], [], []
+    for index in range(len(dataset)):
+        atoms = dataset.atoms(index)
+        reference = atoms.calc.results
+        atoms.calc = MLPCalculator(checkpoint)
+        energy_errors.append((atoms.get_potential_energy() - reference["energy"]) / len(atoms))
+        force_errors.append(atoms.get_forces() - reference["forces"])
+        stress_errors.append(atoms.get_stress() - reference["stress"])
+    metrics = evaluate(checkpoint, dataset)
+    assert metrics["energy_mae_mev_per_atom"] == pytest.approx(1000 * np.mean(np.abs(energy_errors)), rel=1e-4)
+    assert metrics["force_mae_ev_per_a"] == pytest.approx(np.mean(np.abs(np.concatenate(force_errors))), rel=1e-4)
+    assert metrics["force_rmse_ev_per_a"] == pytest.approx(np.sqrt(np.mean(np.square(np.concatenate(force_errors)))), rel=1e-4)
+    assert metrics["stress_mae_gpa"] == pytest.approx(np.mean(np.abs(stress_errors)) / units.GPa, rel=1e-3)
 
 
 def test_float64_training_keeps_double_precision_weights(silicon):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlpkit.data.dataset import Dataset
+from mlpkit.errors import MlpkitError
 
 
 def shuffled(dataset: Dataset, seed: int) -> Dataset:
@@ -19,7 +20,7 @@ def train_val_split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[D
     seeded random order.
     """
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+        raise MlpkitError(f"the validation fraction must lie strictly between 0 and 1, got {val_fraction}")
     rng = np.random.default_rng(seed)
     strata = [f"{group}@{temperature:g}" for group, temperature in zip(dataset.group, dataset.temperature_k)]
     strata = np.array(strata, dtype=str)

@@ -97,6 +97,7 @@ def run_md(
     the skin is recomputed with a fresh list (and, if even that is outrun, a wider skin), so results
     never depend on a stale list.
     """
+    potential.check_species(atoms.numbers)
     dtype = np.float64 if config.float64 else np.float32
     masses = np.asarray(atoms.get_masses(), dtype)
     rng = np.random.default_rng(seed)

@@ -83,11 +83,27 @@ def init_params(config: ModelConfig, n_elements: int, seed: int):
     return build_model(config, n_elements).init(jax.random.PRNGKey(seed), _placeholder_graph())
 
 
+def params_mismatch(stacked_params, config: ModelConfig, n_elements: int) -> str | None:
+    """Why ``stacked_params`` (leading member axis) cannot be parameters of ``config``; None if they can."""
+    from flax import traverse_util
+
+    template = traverse_util.flatten_dict(jax.device_get(init_params(config, n_elements, 0)), sep="/")
+    stored = traverse_util.flatten_dict(dict(stacked_params), sep="/")
+    if set(template) != set(stored):
+        return f"parameter names differ (e.g. {sorted(set(template) ^ set(stored))[:3]})"
+    wrong = [name for name in template if np.shape(stored[name])[1:] != template[name].shape]
+    if wrong:
+        return f"array shapes differ at {wrong[:3]}"
+    if len({np.shape(leaf)[0] for leaf in stored.values()}) != 1:
+        return "members disagree in number across arrays"
+    return None
+
+
 def parameter_count(params) -> int:
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
 
 
 __all__ = [
     "ARCHITECTURES", "ModelConfig", "ElementTable", "Graph", "build_graph", "build_model", "init_params",
-    "parameter_count",
+    "parameter_count", "params_mismatch",
 ]

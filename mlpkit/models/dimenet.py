@@ -80,17 +80,20 @@ class Output(nn.Module):
 
 
 class DimeNetPP(nn.Module):
-    """``DimeNetPP(...).apply(params, graph)`` → [N] per-atom energies (before the per-element scale/shift)."""
+    """``DimeNetPP(...).apply(params, graph)`` → [N] per-atom energies (before the per-element scale/shift).
+
+    Built by :func:`mlpkit.models.build_model` from a :class:`~mlpkit.models.ModelConfig`, which holds the defaults.
+    """
 
     n_elements: int
-    cutoff_a: float = 5.0
-    features: int = 64
-    layers: int = 3
-    radial_basis: int = 6
-    angular_basis: int = 7
-    triplet_features: int = 32
-    basis_features: int = 8
-    envelope_exponent: int = 6
+    cutoff_a: float
+    features: int
+    layers: int
+    radial_basis: int
+    angular_basis: int
+    triplet_features: int
+    basis_features: int
+    envelope_exponent: int
 
     @nn.compact
     def __call__(self, graph: Graph):

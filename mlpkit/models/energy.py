@@ -93,7 +93,8 @@ def ensemble_evaluator(config: ModelConfig, table: ElementTable, normalisation: 
 
 
 def cast_params(params, dtype):
-    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, dtype), params)
+    """Host (numpy) copy of ``params`` in ``dtype``; numpy keeps float64 even where JAX runs in float32."""
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, dtype), params)
 
 
 def ensemble_potential(
@@ -106,4 +107,4 @@ def ensemble_potential(
         params = cast_params(stacked_params, positions_a.dtype)
         return jnp.mean(energy(params, positions_a, cell_a, species, neighbors))
 
-    return Potential(name=name, energy_fn=mean_energy, cutoff_a=config.cutoff_a)
+    return Potential(name=name, energy_fn=mean_energy, cutoff_a=config.cutoff_a, elements=table.symbols)

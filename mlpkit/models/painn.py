@@ -22,7 +22,8 @@ class PaiNNMessage(nn.Module):
     def __call__(self, scalars, vectors, radial, graph: Graph):
         f = self.features
         context = nn.Dense(3 * f)(nn.silu(nn.Dense(f)(scalars)))  # [N, 3F]
-        filters = jnp.where(graph.edge_mask[..., None], nn.Dense(3 * f)(radial), 0.0)  # [N, M, 3F]
+        # no bias: the enveloped basis, hence the filter, goes smoothly to zero at the cutoff
+        filters = jnp.where(graph.edge_mask[..., None], nn.Dense(3 * f, use_bias=False)(radial), 0.0)  # [N, M, 3F]
         mixed = gather_neighbors(context, graph.neighbor_index) * filters  # [N, M, 3F]
         d_scalar, gate_vector, gate_direction = jnp.split(mixed, 3, axis=-1)
         units = graph.vectors_a / graph.distances_a[..., None]  # [N, M, 3]
@@ -51,14 +52,17 @@ class PaiNNUpdate(nn.Module):
 
 
 class PaiNN(nn.Module):
-    """``PaiNN(...).apply(params, graph)`` → [N] per-atom energies (before the per-element scale/shift)."""
+    """``PaiNN(...).apply(params, graph)`` → [N] per-atom energies (before the per-element scale/shift).
+
+    Built by :func:`mlpkit.models.build_model` from a :class:`~mlpkit.models.ModelConfig`, which holds the defaults.
+    """
 
     n_elements: int
-    cutoff_a: float = 5.0
-    features: int = 64
-    layers: int = 3
-    radial_basis: int = 16
-    envelope_exponent: int = 6
+    cutoff_a: float
+    features: int
+    layers: int
+    radial_basis: int
+    envelope_exponent: int
 
     @nn.compact
     def __call__(self, graph: Graph):

@@ -8,6 +8,9 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from mlpkit.errors import MlpkitError
 
 from mlpkit.neighbors import Neighbors
 
@@ -22,6 +25,17 @@ class Potential:
     name: str
     energy_fn: EnergyFn
     cutoff_a: float
+    elements: tuple[str, ...] | None = None  # None: any element
+
+    def check_species(self, species) -> None:
+        """Raise :class:`~mlpkit.errors.MlpkitError` if ``species`` (atomic numbers) holds an element it does not describe."""
+        if self.elements is None:
+            return
+        from ase.data import chemical_symbols
+
+        unknown = sorted({chemical_symbols[z] for z in np.unique(species)} - set(self.elements))
+        if unknown:
+            raise MlpkitError(f"the structure holds {unknown}, but {self.name} describes only {list(self.elements)}")
 
 
 def energy_forces_stress(energy_fn: EnergyFn):

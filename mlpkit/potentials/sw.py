@@ -83,4 +83,5 @@ def sw_potential(element: str) -> Potential:
     if element not in SW_PARAMETERS:
         raise ValueError(f"no Stillinger–Weber parameters for {element!r}; choose one of {sorted(SW_PARAMETERS)}")
     params = SW_PARAMETERS[element]
-    return Potential(name=f"sw:{element}", energy_fn=functools.partial(sw_energy, params), cutoff_a=params.cutoff_a)
+    return Potential(name=f"sw:{element}", energy_fn=functools.partial(sw_energy, params), cutoff_a=params.cutoff_a,
+                     elements=(element,))

@@ -12,6 +12,7 @@ import numpy as np
 
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
+from mlpkit.errors import MlpkitError
 from mlpkit.fileio import write_text_atomic
 from mlpkit.models.energy import cast_params, member_energy_fn, over_members
 from mlpkit.training.batches import BatchPlan
@@ -27,7 +28,7 @@ def accumulate_sums(sums_fn, params, plan: BatchPlan) -> dict:
     return total
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
 def _mean_sums_program(checkpoint: Checkpoint):
     energy = over_members(member_energy_fn(checkpoint.config, checkpoint.table, checkpoint.normalisation), (0, None, None, None, None))
 
@@ -39,6 +40,8 @@ def _mean_sums_program(checkpoint: Checkpoint):
 
 def evaluate(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> dict:
     """Errors of the ensemble-mean prediction on ``dataset`` (see :func:`~mlpkit.training.loss.metrics_from_sums`)."""
+    if len(dataset) == 0:
+        raise MlpkitError("the evaluation set has no frames")
     checkpoint.table.check(dataset.species, "the evaluation set")
     plan = BatchPlan(dataset, checkpoint.config.cutoff_a, batch_size)
     params = cast_params(checkpoint.params, jnp.float32)
@@ -47,6 +50,8 @@ def evaluate(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> d
 
 def history_csv(history: list[dict]) -> str:
     """Per-epoch metrics as CSV text, one row per epoch, columns in a fixed order."""
+    if not history:
+        raise MlpkitError("no epochs to write")
     stream = io.StringIO()
     writer = csv.DictWriter(stream, fieldnames=list(history[0]), lineterminator="\n")
     writer.writeheader()

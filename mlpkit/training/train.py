@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from mlpkit.checkpoint import Checkpoint, save_checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.models import ModelConfig, init_params
+from mlpkit.models import ModelConfig, init_params, params_mismatch
 from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, member_energy_fn, over_members
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
@@ -50,7 +50,8 @@ class TrainConfig:
     float64: bool = False
 
     def __post_init__(self):
-        if not self.seeds or self.batch_size < 1 or self.max_epochs < 1 or self.learning_rate <= 0:
+        if (not self.seeds or min(self.batch_size, self.max_epochs, self.patience_epochs) < 1
+                or self.warmup_epochs < 0 or self.learning_rate <= 0 or not 0 <= self.ema_decay < 1):
             raise MlpkitError(f"invalid training settings: {self}")
 
     def quick(self) -> TrainConfig:
@@ -101,6 +102,20 @@ def training_programs(config: TrainConfig, energy_fn, optimizer):
     return jax.jit(over_members(step, (0, 0, 0, None, None))), jax.jit(over_members(sums, (0, None)))
 
 
+def update_best(best, best_score, best_epoch, candidate, scores, epoch: int, patience_epochs: int):
+    """Per member, take ``candidate`` where its score beats the best and the member's patience lasts.
+
+    A member whose last improvement is more than ``patience_epochs`` ago is frozen: it keeps its best
+    even if a later epoch would score better, exactly as if it had stopped alone.
+    Returns (best, best_score [K], best_epoch [K], improved [K]).
+    """
+    improved = (epoch - best_epoch <= patience_epochs) & (scores < best_score)
+    best = jax.tree_util.tree_map(
+        lambda b, c: np.where(improved.reshape((-1,) + (1,) * (np.ndim(b) - 1)), c, b), best, candidate
+    )
+    return best, np.where(improved, scores, best_score), np.where(improved, epoch, best_epoch), improved
+
+
 def _validate(sums_fn, params, plan: BatchPlan) -> list[dict]:
     total = accumulate_sums(sums_fn, params, plan)
     return [metrics_from_sums({k: v[m] for k, v in total.items()}) for m in range(len(total["force_n"]))]
@@ -129,7 +144,7 @@ def train(
     start = time.perf_counter()
     if len(train_set) == 0 or len(validation_set) == 0:
         raise MlpkitError("training needs at least one training and one validation frame")
-    table = table or ElementTable.from_species(np.concatenate([train_set.species, validation_set.species]))
+    table = table or ElementTable.from_species(train_set.species)
     table.check(train_set.species, "the training set")
     table.check(validation_set.species, "the validation set")
     normalisation = normalisation or fit_normalisation(train_set, table)
@@ -139,6 +154,9 @@ def train(
         validation_plan = BatchPlan(validation_set, config.model.cutoff_a, config.batch_size, dtype)
         if initial_params is None:
             initial_params = _stack([init_params(config.model, len(table), seed) for seed in config.seeds])
+        problem = params_mismatch(initial_params, config.model, len(table))
+        if problem:
+            raise MlpkitError(f"the initial parameters do not fit {config.model} with {len(table)} element(s): {problem}")
         params = cast_params(initial_params, dtype)
         n_members = len(jax.tree_util.tree_leaves(params)[0])
         if n_members != len(config.seeds):
@@ -176,15 +194,10 @@ def train(
                     count += 1
             members = _validate(sums, ema, validation_plan)
             scores = np.array([m[MONITOR] for m in members])
-            active = epoch - best_epoch <= config.patience_epochs
-            improved = active & (scores < best_score)
+            best, best_score, best_epoch, improved = update_best(
+                best, best_score, best_epoch, jax.device_get(ema), scores, epoch, config.patience_epochs
+            )
             if improved.any():
-                snapshot = jax.device_get(ema)
-                best = jax.tree_util.tree_map(
-                    lambda b, s: np.where(improved.reshape((-1,) + (1,) * (b.ndim - 1)), s, b), best, snapshot
-                )
-                best_score = np.where(improved, scores, best_score)
-                best_epoch = np.where(improved, epoch, best_epoch)
                 if checkpoint_path is not None:
                     save_checkpoint(best_checkpoint(epoch), checkpoint_path)
             metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
