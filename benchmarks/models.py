@@ -21,7 +21,7 @@ import optax
 
 from mlpkit.models import ModelConfig, init_params, parameter_count
 from mlpkit.models.energy import Normalisation, member_energy_fn
-from mlpkit.models.graph import ElementTable, gather_neighbors, radial_features
+from mlpkit.models.graph import ElementTable, build_graph, gather_neighbors, radial_features
 from mlpkit.neighbors import build_neighbors
 from mlpkit.structures import diamond, rattled
 from sw_energy_forces import cpu_name, timed
@@ -40,7 +40,8 @@ class SchNetLike(nn.Module):
         radial = radial_features(graph, 5.0, 16, 6)
         x = nn.Embed(1, self.features)(graph.slot)
         for _ in range(self.layers):
-            filters = jnp.where(graph.edge_mask[..., None], nn.Dense(self.features)(nn.silu(nn.Dense(self.features)(radial))), 0.0)
+            filters = nn.Dense(self.features, use_bias=False)(nn.silu(nn.Dense(self.features, use_bias=False)(radial)))
+            filters = jnp.where(graph.edge_mask[..., None], filters, 0.0)  # zero at the cutoff, like the envelope
             message = jnp.sum(gather_neighbors(nn.Dense(self.features)(x), graph.neighbor_index) * filters, axis=1)
             x = x + nn.Dense(self.features)(nn.silu(nn.Dense(self.features)(message)))
         return nn.Dense(1)(nn.silu(nn.Dense(self.features // 2)(x)))[:, 0]
@@ -55,8 +56,6 @@ def mlpkit_model(config: ModelConfig, atoms):
 
 
 def schnet_model(atoms):
-    from mlpkit.models.graph import build_graph
-
     model = SchNetLike()
     neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0)
     lookup = ElementTable(("Si",)).slot_lookup()

@@ -14,7 +14,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from mlpkit.calculator import MLPCalculator
 from mlpkit.data import load_dataset, select_where, sw_data_path, train_val_split
 from mlpkit.data.dataset import concatenate, from_frames
-from mlpkit.models import ModelConfig
+from mlpkit.errors import MlpkitError
+from mlpkit.models import ModelConfig, init_params, parameter_blocks
 from mlpkit.models.energy import fit_normalisation
 from mlpkit.models.graph import ElementTable
 from mlpkit.structures import diamond, rattled
@@ -135,3 +136,16 @@ def test_float64_training_keeps_double_precision_weights(silicon):
     result = train(silicon.first(4), silicon.select([4, 5]), config, progress=False)
     assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(result.checkpoint.params)} == {np.dtype(np.float64)}
     assert np.isfinite(result.history[-1]["force_mae_ev_per_a"])
+
+
+def test_frozen_blocks_do_not_change_during_training(silicon):
+    config = dataclasses.replace(TINY, max_epochs=2, frozen_blocks=("embedding", "readout"))
+    start = init_params(config.model, 1, config.seeds[0])
+    result = train(silicon.first(8), silicon.select([8, 9]), config, progress=False)
+    trained = jax.tree_util.tree_map(lambda leaf: leaf[0], result.checkpoint.params)
+    blocks = parameter_blocks(trained)
+    unchanged = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)), start, trained)
+    for block, same in zip(jax.tree_util.tree_leaves(blocks), jax.tree_util.tree_leaves(unchanged)):
+        assert same == (block in ("embedding", "readout")), block
+    with pytest.raises(MlpkitError, match="unknown blocks to freeze"):
+        dataclasses.replace(TINY, frozen_blocks=("everything",))

@@ -83,6 +83,25 @@ def init_params(config: ModelConfig, n_elements: int, seed: int):
     return build_model(config, n_elements).init(jax.random.PRNGKey(seed), _placeholder_graph())
 
 
+BLOCKS = ("embedding", "interactions", "readout")  # what transfer learning can freeze
+
+
+def parameter_blocks(params):
+    """The tree of ``params`` with each leaf replaced by its block: "embedding", "interactions" or "readout".
+
+    Modules are named by role in both architectures (``embedding*``, ``message_k``/``update_k`` or
+    ``interaction_k``, ``readout*``); works on single and stacked (ensemble) trees alike.
+    """
+
+    def block(path, _leaf):
+        name = path[1].key  # path: ("params", module, ...)
+        if name.startswith("embedding"):
+            return "embedding"
+        return "readout" if name.startswith("readout") else "interactions"
+
+    return jax.tree_util.tree_map_with_path(block, params)
+
+
 def params_mismatch(stacked_params, config: ModelConfig, n_elements: int) -> str | None:
     """Why ``stacked_params`` (leading member axis) cannot be parameters of ``config``; None if they can."""
     from flax import traverse_util
@@ -104,6 +123,6 @@ def parameter_count(params) -> int:
 
 
 __all__ = [
-    "ARCHITECTURES", "ModelConfig", "ElementTable", "Graph", "build_graph", "build_model", "init_params",
-    "parameter_count", "params_mismatch",
+    "ARCHITECTURES", "BLOCKS", "ModelConfig", "ElementTable", "Graph", "build_graph", "build_model", "init_params",
+    "parameter_blocks", "parameter_count", "params_mismatch",
 ]

@@ -99,18 +99,20 @@ class DimeNetPP(nn.Module):
     def __call__(self, graph: Graph):
         radial = radial_features(graph, self.cutoff_a, self.radial_basis, self.envelope_exponent)  # [N, M, R]
         angular = angular_features(graph, radial, self.angular_basis)  # [N, M, M, L·R]
-        atoms = nn.Embed(self.n_elements, self.features)(graph.slot)  # [N, F]
+        atoms = nn.Embed(self.n_elements, self.features, name="embedding")(graph.slot)  # [N, F]
         pair = jnp.concatenate(
             [
                 jnp.broadcast_to(atoms[:, None, :], (*graph.edge_mask.shape, self.features)),
                 gather_neighbors(atoms, graph.neighbor_index),
-                nn.silu(nn.Dense(self.features)(radial)),
+                nn.silu(nn.Dense(self.features, name="embedding_radial")(radial)),
             ],
             axis=-1,
         )
-        messages = jnp.where(graph.edge_mask[..., None], nn.silu(nn.Dense(self.features)(pair)), 0.0)
-        energy = Output(self.features)(messages, radial, graph)
-        for _ in range(self.layers):
-            messages = Interaction(self.features, self.triplet_features, self.basis_features)(messages, radial, angular, graph)
-            energy = energy + Output(self.features)(messages, radial, graph)
+        messages = nn.silu(nn.Dense(self.features, name="embedding_edges")(pair))
+        messages = jnp.where(graph.edge_mask[..., None], messages, 0.0)
+        energy = Output(self.features, name="readout_0")(messages, radial, graph)
+        for layer in range(self.layers):
+            interaction = Interaction(self.features, self.triplet_features, self.basis_features, name=f"interaction_{layer}")
+            messages = interaction(messages, radial, angular, graph)
+            energy = energy + Output(self.features, name=f"readout_{layer + 1}")(messages, radial, graph)
         return energy

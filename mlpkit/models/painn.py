@@ -68,10 +68,10 @@ class PaiNN(nn.Module):
     def __call__(self, graph: Graph):
         n_atoms = graph.slot.shape[0]
         radial = radial_features(graph, self.cutoff_a, self.radial_basis, self.envelope_exponent)
-        scalars = nn.Embed(self.n_elements, self.features)(graph.slot)  # [N, F]
+        scalars = nn.Embed(self.n_elements, self.features, name="embedding")(graph.slot)  # [N, F]
         vectors = jnp.zeros((n_atoms, 3, self.features), scalars.dtype)
-        for _ in range(self.layers):
-            scalars, vectors = PaiNNMessage(self.features)(scalars, vectors, radial, graph)
-            scalars, vectors = PaiNNUpdate(self.features)(scalars, vectors)
-        hidden = nn.silu(nn.Dense(self.features // 2)(scalars))
-        return nn.Dense(1)(hidden)[:, 0]
+        for layer in range(self.layers):
+            scalars, vectors = PaiNNMessage(self.features, name=f"message_{layer}")(scalars, vectors, radial, graph)
+            scalars, vectors = PaiNNUpdate(self.features, name=f"update_{layer}")(scalars, vectors)
+        hidden = nn.silu(nn.Dense(self.features // 2, name="readout_hidden")(scalars))
+        return nn.Dense(1, name="readout")(hidden)[:, 0]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from mlpkit.checkpoint import Checkpoint, save_checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.models import ModelConfig, init_params, params_mismatch
+from mlpkit.models import BLOCKS, ModelConfig, init_params, parameter_blocks, params_mismatch
 from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, member_energy_fn, over_members
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
@@ -47,12 +47,16 @@ class TrainConfig:
     weights: LossWeights = LossWeights()
     ema_decay: float = 0.99
     patience_epochs: int = 50
+    frozen_blocks: tuple[str, ...] = ()  # subset of mlpkit.models.BLOCKS kept fixed (fine-tuning)
     float64: bool = False
 
     def __post_init__(self):
         if (not self.seeds or min(self.batch_size, self.max_epochs, self.patience_epochs) < 1
                 or self.warmup_epochs < 0 or self.learning_rate <= 0 or not 0 <= self.ema_decay < 1):
             raise MlpkitError(f"invalid training settings: {self}")
+        unknown = sorted(set(self.frozen_blocks) - set(BLOCKS))
+        if unknown:
+            raise MlpkitError(f"unknown blocks to freeze {unknown}; choose from {list(BLOCKS)}")
 
     def quick(self) -> TrainConfig:
         return dataclasses.replace(self, model=self.model.quick(), max_epochs=40, warmup_epochs=2, patience_epochs=15)
@@ -78,6 +82,18 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     )
 
 
+def _optimizer(config: TrainConfig, schedule):
+    """Adam after global-norm clipping on the trainable blocks; frozen blocks get zero updates."""
+    adam = optax.chain(optax.clip_by_global_norm(config.gradient_clip), optax.adam(schedule))
+    if not config.frozen_blocks:
+        return adam
+
+    def labels(params):
+        return jax.tree_util.tree_map(lambda block: "frozen" if block in config.frozen_blocks else "train", parameter_blocks(params))
+
+    return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
+
+
 def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
@@ -93,7 +109,7 @@ def training_programs(config: TrainConfig, energy_fn, optimizer):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         decay = jnp.minimum(config.ema_decay, (1.0 + count) / (10.0 + count))  # short memory at the start
-        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+        ema = jax.tree_util.tree_map(lambda e, p: e + (1 - decay) * (p - e), ema, params)  # exact where p = e
         return params, opt_state, ema, value
 
     def sums(params, batch):
@@ -162,7 +178,7 @@ def train(
         if n_members != len(config.seeds):
             raise MlpkitError(f"initial parameters hold {n_members} members, config.seeds {len(config.seeds)}")
         schedule = _schedule(config, len(train_plan))
-        optimizer = optax.chain(optax.clip_by_global_norm(config.gradient_clip), optax.adam(schedule))
+        optimizer = _optimizer(config, schedule)
         step, sums = training_programs(config, member_energy_fn(config.model, table, normalisation), optimizer)
         opt_state = jax.vmap(optimizer.init)(params)
         ema = params
