@@ -109,6 +109,24 @@ def _train(args) -> None:
     print(f"wrote {out / 'model.npz'} after {result.wall_s:.0f} s")
 
 
+def _study(args) -> None:
+    import dataclasses
+
+    from mlpkit.models import ModelConfig
+    from mlpkit.study import StudyConfig, run_study
+    from mlpkit.training import TrainConfig
+
+    config = StudyConfig(
+        data=args.data, mlearn_dir=args.mlearn_dir, seeds=tuple(range(args.seeds)), inits=tuple(args.inits),
+        train=TrainConfig(model=ModelConfig(args.model)),
+    )
+    config = config.quick() if args.quick else config
+    if args.sizes:
+        config = dataclasses.replace(config, sizes=tuple(args.sizes))
+    rows = run_study(config, args.out, progress=not args.no_progress)
+    print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlpkit", description="mlpkit: machine-learning interatomic potentials, Si → Ge transfer learning.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -154,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quick", action="store_true", help="small model, 40 epochs: about two minutes on a laptop")
     fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(run=_train)
+
+    study = verbs.add_parser("study", help="learning curves: Ge from scratch vs transferred from Si, over sizes and seeds")
+    study.add_argument("--data", choices=["sw", "mlearn"], default="sw")
+    study.add_argument("--mlearn-dir", help="folder with {Si,Ge}/{training,test}.json (for --data mlearn)")
+    study.add_argument("--sizes", type=int, nargs="+", help="Ge training frames per run, 0 = all (default 5 10 25 50 100 0)")
+    study.add_argument("--seeds", type=int, default=3, help="seeds per cell, trained together as one ensemble (default 3)")
+    study.add_argument("--inits", nargs="+", default=["scratch", "transfer"], choices=["scratch", "transfer", "transfer-plain"])
+    study.add_argument("--model", default="painn", choices=sorted(ARCHITECTURES))
+    study.add_argument("--out", required=True, help="output folder: results.csv, results.json, report.html, runs/")
+    study.add_argument("--quick", action="store_true", help="small models, sizes up to 100: minutes on a laptop")
+    study.add_argument("--no-progress", action="store_true")
+    study.set_defaults(run=_study)
     return parser
 
 

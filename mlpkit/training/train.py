@@ -25,8 +25,8 @@ from mlpkit.models import BLOCKS, ModelConfig, init_params, parameter_blocks, pa
 from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, member_energy_fn, over_members
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
-from mlpkit.training.evaluate import accumulate_sums
-from mlpkit.training.loss import LossWeights, batch_loss, error_sums, metrics_from_sums, predict_batch
+from mlpkit.training.evaluate import member_metrics
+from mlpkit.training.loss import LossWeights, batch_loss, error_sums, predict_batch
 
 MONITOR = "force_mae_ev_per_a"  # validation metric for early stopping and the best checkpoint
 
@@ -132,11 +132,6 @@ def update_best(best, best_score, best_epoch, candidate, scores, epoch: int, pat
     return best, np.where(improved, scores, best_score), np.where(improved, epoch, best_epoch), improved
 
 
-def _validate(sums_fn, params, plan: BatchPlan) -> list[dict]:
-    total = accumulate_sums(sums_fn, params, plan)
-    return [metrics_from_sums({k: v[m] for k, v in total.items()}) for m in range(len(total["force_n"]))]
-
-
 def train(
     train_set: Dataset,
     validation_set: Dataset,
@@ -208,7 +203,7 @@ def train(
                     params, opt_state, ema, value = step(params, opt_state, ema, jnp.asarray(count, dtype), batch)
                     losses.append(value)
                     count += 1
-            members = _validate(sums, ema, validation_plan)
+            members = member_metrics(sums, ema, validation_plan)
             scores = np.array([m[MONITOR] for m in members])
             best, best_score, best_epoch, improved = update_best(
                 best, best_score, best_epoch, jax.device_get(ema), scores, epoch, config.patience_epochs

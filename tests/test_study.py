@@ -1,0 +1,79 @@
+"""The study runner: one row per (size, seed, init), nested training subsets, a resume that repeats no
+finished run, a self-contained report, and the data-efficiency factor by log–log interpolation."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mlpkit import study as study_module
+from mlpkit.cli import main
+from mlpkit.models import ModelConfig
+from mlpkit.report import efficiency_factor
+from mlpkit.study import RESULT_COLUMNS, StudyConfig, load_study_data, run_study
+from mlpkit.training import TrainConfig
+
+TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=2, warmup_epochs=1, batch_size=4)
+CONFIG = StudyConfig(sizes=(2, 4), seeds=(0, 1), inits=("scratch", "transfer"), train=TINY)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return out, run_study(CONFIG, out, progress=False)
+
+
+def test_results_have_one_row_per_size_seed_and_init(finished):
+    out, rows = finished
+    with open(out / "results.csv") as stream:
+        table = list(csv.DictReader(stream))
+    assert list(table[0]) == list(RESULT_COLUMNS)
+    assert sorted((int(r["size"]), int(r["seed"]), r["init"]) for r in table) == sorted(
+        (size, seed, init) for size in (2, 4) for seed in (0, 1) for init in ("scratch", "transfer")
+    )
+    assert all(0 < float(r["force_mae_ev_per_a"]) < 5 for r in table)
+    assert all((out / r["checkpoint"]).exists() for r in table)
+    document = json.loads((out / "results.json").read_text())
+    assert document["config"]["sizes"] == [2, 4] and "jax" in document["versions"]
+    page = (out / "report.html").read_text()
+    assert "<script src=" not in page and "Plotly" in page  # plotly.js inlined: opens offline
+
+
+def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(finished, monkeypatch):
+    out, rows = finished
+    calls = []
+    original = study_module._cached_training
+
+    def counting(folder, payload, fit, *test_set):
+        return original(folder, payload, lambda: calls.append(payload) or fit(), *test_set)
+
+    monkeypatch.setattr(study_module, "_cached_training", counting)
+    assert run_study(CONFIG, out, progress=False) == rows and calls == []
+    row = next(r for r in rows if r["size"] == 4 and r["init"] == "transfer")
+    (out / row["checkpoint"]).with_name("done.json").unlink()  # as if the study stopped during this run
+    again = run_study(CONFIG, out, progress=False)
+    assert [(c["size"], c["init"]) for c in calls] == [(4, "transfer")]
+    assert len(again) == len(rows)
+
+
+def test_training_subsets_are_nested():
+    data = load_study_data(CONFIG)
+    pool = data["ge_pool"]
+    assert pool.first(10) == pool.first(25).first(10)
+    assert len(pool) + len(data["ge_validation"]) == 214  # every Ge training frame: in the pool or validation
+
+
+def test_efficiency_factor_interpolates_the_scratch_curve_in_log_log():
+    rows = [{"size": n, "init": "scratch", "seed": 0, "force_mae_ev_per_a": e} for n, e in [(10, 0.2), (20, 0.1), (40, 0.05)]]
+    rows += [{"size": 10, "init": "transfer", "seed": 0, "force_mae_ev_per_a": 0.1}]
+    assert efficiency_factor(rows, 10) == pytest.approx(2.0)
+    rows[-1]["force_mae_ev_per_a"] = 0.01  # better than scratch ever gets: not reached
+    assert np.isnan(efficiency_factor(rows, 10))
+
+
+def test_study_command_rejects_a_mlearn_study_without_its_folder(tmp_path, capsys):
+    assert main(["study", "--data", "mlearn", "--out", str(tmp_path)]) == 2
+    assert "needs mlearn_dir" in capsys.readouterr().err
