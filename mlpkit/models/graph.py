@@ -17,6 +17,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from mlpkit.errors import MlpkitError
 from mlpkit.neighbors import Neighbors, edge_vectors, safe_norm
+from mlpkit.potentials.base import check_elements
 
 PADDING_SPECIES = 0  # atomic number of a padding atom
 
@@ -54,10 +55,7 @@ class ElementTable:
 
     def check(self, species, where: str = "the structure") -> None:
         """Raise a clear error if ``species`` (atomic numbers) holds elements outside the table."""
-        present = set(np.unique(np.asarray(species)).tolist()) - {PADDING_SPECIES}
-        unknown = sorted(chemical_symbols[z] for z in present - {atomic_numbers[s] for s in self.symbols})
-        if unknown:
-            raise MlpkitError(f"{where} holds {unknown}, but the model knows only {list(self.symbols)}")
+        check_elements(species, self.symbols, where, "the model")
 
 
 @functools.partial(

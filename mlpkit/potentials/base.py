@@ -9,6 +9,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ase.data import chemical_symbols
 
 from mlpkit.errors import MlpkitError
 
@@ -29,13 +30,16 @@ class Potential:
 
     def check_species(self, species) -> None:
         """Raise :class:`~mlpkit.errors.MlpkitError` if ``species`` (atomic numbers) holds an element it does not describe."""
-        if self.elements is None:
-            return
-        from ase.data import chemical_symbols
+        if self.elements is not None:
+            check_elements(species, self.elements, "the structure", self.name)
 
-        unknown = sorted({chemical_symbols[z] for z in np.unique(species)} - set(self.elements))
-        if unknown:
-            raise MlpkitError(f"the structure holds {unknown}, but {self.name} describes only {list(self.elements)}")
+
+def check_elements(species, elements, where: str, holder: str) -> None:
+    """Raise :class:`~mlpkit.errors.MlpkitError` naming the elements of ``species`` (atomic numbers, 0 =
+    padding) that ``holder`` (a potential, a model) does not describe."""
+    unknown = sorted({chemical_symbols[z] for z in np.unique(np.asarray(species)) if z != 0} - set(elements))
+    if unknown:
+        raise MlpkitError(f"{where} holds {unknown}, but {holder} describes only {list(elements)}")
 
 
 def energy_forces_stress(energy_fn: EnergyFn):

@@ -104,16 +104,22 @@ class BatchPlan:
         capacity = max((nl.capacity for nl in lists), default=ROW_PADDING)
         n_pad = -(-dataset.n_atoms // ATOM_BUCKET) * ATOM_BUCKET
         self.buckets: dict[int, np.ndarray] = {int(n): np.flatnonzero(n_pad == n) for n in np.unique(n_pad)}
-        self._frames = [_padded_frame(dataset, i, int(n_pad[i]), lists[i], capacity, dtype) for i in range(len(dataset))]
-        self._empty = {n: _empty_frame(self._frames[indices[0]]) for n, indices in self.buckets.items()}
+        frames = [_padded_frame(dataset, i, int(n_pad[i]), lists[i], capacity, dtype) for i in range(len(dataset))]
+        # each bucket stacked once, with one empty frame as its last row; a batch is a gather of rows
+        self._row = np.zeros(len(dataset), int)
+        self._stacked: dict[int, Batch] = {}
+        for n, indices in self.buckets.items():
+            self._row[indices] = np.arange(len(indices))
+            members = [frames[i] for i in indices]
+            self._stacked[n] = _stack(members + [_empty_frame(members[0])])
 
     def __len__(self) -> int:
         return sum(-(-len(idx) // self.batch_size) for idx in self.buckets.values())
 
     def _batch(self, n_pad: int, indices: np.ndarray) -> Batch:
-        frames = [self._frames[i] for i in indices]
-        frames += [self._empty[n_pad]] * (self.batch_size - len(frames))
-        return _stack(frames)
+        rows = np.full(self.batch_size, len(self.buckets[n_pad]))  # the bucket's empty frame
+        rows[: len(indices)] = self._row[indices]
+        return jax.tree_util.tree_map(lambda stacked: stacked[rows], self._stacked[n_pad])
 
     def batches(self, rng: np.random.Generator | None = None) -> Iterator[Batch]:
         """Every frame once; shuffled within buckets and in batch order when ``rng`` is given."""
