@@ -7,6 +7,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlpkit.checkpoint import Checkpoint, load_checkpoint
+from mlpkit.errors import MlpkitError
 from mlpkit.models.energy import cast_params
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import Potential, compiled_evaluator, sw_potential
@@ -97,6 +98,28 @@ def load_calculator(checkpoint_path, float64: bool = False) -> MLPCalculator:
     >>> atoms.calc = calc; atoms.get_forces(); calc.results["forces_std"]  # doctest: +SKIP
     """
     return MLPCalculator(load_checkpoint(checkpoint_path), float64=float64)
+
+
+def load_potential(spec) -> Potential:
+    """The potential named by ``spec``: ``"sw:Si"`` / ``"sw:Ge"`` for the Stillinger–Weber reference, or the
+    path of a checkpoint written by ``mlpkit train`` (its ensemble mean). The CLI's ``--potential`` takes the same.
+    """
+    text = str(spec)
+    if text.startswith("sw:"):
+        element = text[3:]
+        if element not in SW_PARAMETERS:
+            raise MlpkitError(f"unknown SW element {element!r} in {text!r}; choose one of {sorted(SW_PARAMETERS)}")
+        return sw_potential(element)
+    return load_checkpoint(text).potential()
+
+
+def calculator_for(spec) -> PotentialCalculator:
+    """The ASE calculator of a :func:`load_potential` ``spec``, in double precision: an :class:`SWCalculator`
+    for ``"sw:Si"`` / ``"sw:Ge"``, else the :class:`MLPCalculator` of a checkpoint path."""
+    text = str(spec)
+    if text.startswith("sw:"):
+        return SWCalculator(load_potential(text).elements[0])
+    return load_calculator(text, float64=True)
 
 
 class SWCalculator(PotentialCalculator):
