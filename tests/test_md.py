@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlpkit.md import MDConfig, run_md, sample_configurations
+import dataclasses
+
+from mlpkit.md import MDConfig, MDInstability, StabilityLimits, first_failure, run_md, sample_configurations
+from mlpkit.md.output import RunFolder
+from mlpkit.md.replicas import run_replicas, stability_summary
+from mlpkit.md.run import simulate, start
 from mlpkit.potentials import sw_potential
 from mlpkit.structures import diamond
 
@@ -81,3 +86,130 @@ def test_sampling_returns_wrapped_decorrelated_snapshots_of_a_hot_liquid():
 def test_interval_must_be_whole_steps():
     with pytest.raises(ValueError, match="whole number"):
         sample_configurations(sw_potential("Si"), diamond("Si"), 300.0, 1, seed=0, interval_fs=2.5, dt_fs=1.0)
+
+
+def test_nose_hoover_chain_holds_the_temperature_and_conserves_its_extended_energy():
+    """A deterministic thermostat: ⟨T⟩ at the target, and E_pot + E_kin + chain energy conserved (dt² error)."""
+    target_k = 600.0
+    config = MDConfig(temperature_k=target_k, thermostat="nose-hoover", thermostat_time_fs=50.0)
+    frames = list(run_md(sw_potential("Si"), diamond("Si"), 150, config, seed=4, progress=False))
+    temperature = concatenated(frames, "temperature_k")[1000:]
+    assert temperature.mean() == pytest.approx(target_k, rel=0.08)
+    conserved = concatenated(frames, "conserved_energy_ev")
+    physical = concatenated(frames, "potential_energy_ev") + concatenated(frames, "kinetic_energy_ev")
+    assert np.ptp(conserved) / 64 < 1e-3  # eV/atom over 3000 steps
+    assert np.ptp(physical) > 20 * np.ptp(conserved)  # the thermostat does exchange energy
+
+
+def test_the_monitor_stops_a_collapsing_potential_before_any_bad_frame():
+    """A pair attraction without repulsion pulls atoms together: the run stops at the distance floor."""
+    import jax.numpy as jnp
+
+    from mlpkit.neighbors import edge_vectors, safe_norm
+    from mlpkit.potentials import Potential
+
+    def collapse(positions_a, cell_a, species, neighbors):
+        distances = safe_norm(edge_vectors(positions_a, cell_a, neighbors), neighbors.mask)
+        return -jnp.sum(jnp.where(neighbors.mask, 3.0 / distances, 0.0))
+
+    broken = Potential("collapse", collapse, cutoff_a=3.0)
+    frames = []
+    with pytest.raises(MDInstability) as stopped:
+        for frame in run_md(broken, diamond("Si"), 200, MDConfig(temperature_k=300.0, chunk_steps=10), seed=0, progress=False):
+            frames.append(frame)
+    failure = stopped.value.failure
+    assert "within" in failure.reason and failure.step > (frames[-1].step if frames else 0)
+    for frame in frames:
+        assert np.isfinite(frame.positions_a).all() and frame.min_distance_a.min() >= StabilityLimits().min_distance_a
+
+
+def test_first_failure_reports_the_earliest_broken_limit():
+    traces = {
+        "potential_energy_ev": np.array([-270.0, -270.1, -250.0, np.nan]),
+        "temperature_k": np.array([300.0, 2000.0, 300.0, 300.0]),
+        "min_distance_a": np.array([2.3, 2.3, 2.3, 1.0]),
+    }
+    failure = first_failure(traces, StabilityLimits(), first_step=41, dt_fs=0.5, n_atoms=64, reference_k=500.0,
+                            previous_energy_ev=-270.0)
+    assert (failure.step, failure.time_fs) == (42, 21.0) and "exceeds 1500 K" in failure.reason
+    calm = {key: value[:1] for key, value in traces.items()}
+    assert first_failure(calm, StabilityLimits(), 1, 1.0, 64, 500.0, -270.0) is None
+    assert "spread" in first_failure(calm, StabilityLimits(max_spread_ev_per_a=0.5), 1, 1.0, 64, 500.0, -270.0, 0.8).reason
+
+
+def test_replicas_equal_single_runs_and_give_a_stability_table():
+    config = MDConfig(temperature_k=300.0, chunk_steps=10)
+    rows = run_replicas(sw_potential("Si"), diamond("Si"), [300.0, 900.0], [0, 1], duration_fs=100, config=config, progress=False)
+    assert [(row["temperature_k"], row["seed"]) for row in rows] == [(300.0, 0), (300.0, 1), (900.0, 0), (900.0, 1)]
+    assert all(row["stable"] and row["time_to_failure_fs"] == 100 for row in rows)
+    summary = stability_summary(rows)
+    assert [s["fraction_stable"] for s in summary] == [1.0, 1.0] and summary[1]["runs"] == 2
+    # the vmapped replica (900 K, seed 1) follows the same trajectory as that run alone
+    hot = dataclasses.replace(config, temperature_k=900.0)
+    points = [start(sw_potential("Si"), diamond("Si"), dataclasses.replace(config, temperature_k=t), s, t) for t, s in ((300.0, 0), (900.0, 1))]
+    *_, (together, _) = simulate(sw_potential("Si"), diamond("Si"), 5, config, np.array([300.0, 900.0]), points, StabilityLimits(), progress=False)
+    *_, alone = run_md(sw_potential("Si"), diamond("Si"), 5, hot, seed=1, progress=False)
+    assert np.abs(together[1].positions_a - alone.positions_a).max() < 1e-10
+
+
+def test_an_ensemble_reports_its_force_spread():
+    from test_models import random_checkpoint
+
+    single, pair = random_checkpoint("painn"), random_checkpoint("painn", members=2)
+    config = MDConfig(temperature_k=300.0, chunk_steps=5)
+    (frame_single,) = run_md(single.potential(), diamond("Si", (1, 1, 1)), 1, config, progress=False, limits=None)
+    (frame_pair,) = run_md(pair.potential(), diamond("Si", (1, 1, 1)), 1, config, progress=False, limits=None)
+    assert frame_single.ensemble_spread_ev_per_a == 0.0 and frame_pair.ensemble_spread_ev_per_a > 1e-3
+
+
+def test_a_resumed_run_continues_bit_for_bit(tmp_path):
+    """Stop after 3 of 6 chunks, leave a half-written chunk behind, resume: the same files as one run."""
+    config, atoms = MDConfig(temperature_k=1500.0, chunk_steps=10, skin_a=0.3), diamond("Si")
+
+    def run(folder, n_chunks, resume=None):
+        output = RunFolder(folder, atoms, {"test": 1}, config.dt_fs)
+        if resume is None:
+            output.start()
+        for frame in run_md(sw_potential("Si"), atoms, n_chunks, config, seed=5, progress=False, resume=resume):
+            output.append(frame)
+        return output
+
+    whole = run(tmp_path / "whole", 6)
+    part = run(tmp_path / "part", 3)
+    with open(part.thermo_path, "a") as stream:
+        stream.write("60,60,12")  # a chunk killed mid-write
+    point = part.resume_point()
+    assert point.step == 30
+    run(tmp_path / "part", 3, resume=point)
+    assert part.thermo_path.read_bytes() == whole.thermo_path.read_bytes()
+    assert part.trajectory_path.read_bytes() == whole.trajectory_path.read_bytes()
+    with pytest.raises(Exception, match="other settings"):
+        RunFolder(tmp_path / "part", atoms, {"test": 2}, config.dt_fs).resume_point()
+
+
+def test_md_cli_survives_a_kill_and_matches_an_uninterrupted_run(tmp_path):
+    """``mlpkit md`` killed with SIGKILL after its first chunks, then rerun, writes what one run writes."""
+    import ase.io
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "mlpkit.cli", "md", "--potential", "sw:Si", "--temperature", "800",
+               "--steps", "1000", "--chunk", "10", "--no-progress"]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "state.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "summary.json").exists()  # it really died mid-run
+    subprocess.run(command + ["--out", str(killed)], check=True, capture_output=True)
+    assert (killed / "thermo.csv").read_bytes() == (tmp_path / "whole" / "thermo.csv").read_bytes()
+    frames = ase.io.read(killed / "trajectory.extxyz", ":")
+    assert len(frames) == 100 and frames[-1].info["step"] == 1000
+    assert json.loads((killed / "summary.json").read_text())["stable"]

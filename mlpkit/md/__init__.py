@@ -1,16 +1,25 @@
-"""Molecular dynamics: integrators over explicit arrays and a chunked, neighbour-list-aware driver."""
+"""Molecular dynamics: integrators over explicit arrays, a chunked neighbour-list-aware driver, the
+stability monitor, replicas, and trajectory output that a run can resume from."""
 
-from mlpkit.md.integrators import MDState, langevin_baoab, velocity_verlet
-from mlpkit.md.run import MDConfig, MDError, MDFrame, run_md
+from mlpkit.md.integrators import MDState, langevin_baoab, nose_hoover_chain, velocity_verlet
+from mlpkit.md.run import MDConfig, MDError, MDFrame, MDInstability, ResumePoint, THERMOSTATS, run_md
 from mlpkit.md.sampling import sample_configurations
+from mlpkit.md.stability import Failure, StabilityLimits, first_failure
 
 __all__ = [
     "MDState",
     "langevin_baoab",
+    "nose_hoover_chain",
     "velocity_verlet",
     "MDConfig",
     "MDError",
     "MDFrame",
+    "MDInstability",
+    "ResumePoint",
+    "THERMOSTATS",
     "run_md",
     "sample_configurations",
+    "Failure",
+    "StabilityLimits",
+    "first_failure",
 ]

@@ -1,4 +1,8 @@
-"""Chunked MD driver: jit-compiled ``lax.scan`` chunks, neighbour lists rebuilt between chunks."""
+"""Chunked MD driver: jit-compiled ``lax.scan`` chunks, neighbour lists rebuilt between chunks.
+
+One driver runs R replicas of a structure (seeds × temperatures) as one ``vmap``-ed program; a single
+run is the case R = 1 (squeezed, not vmapped: XLA on CPU runs size-1 batches of gathers slowly).
+"""
 
 from __future__ import annotations
 
@@ -13,30 +17,75 @@ from ase import Atoms, units
 from tqdm.auto import tqdm
 
 from mlpkit.errors import MlpkitError
-from mlpkit.md.integrators import MDState, kinetic_energy_ev, langevin_baoab, temperature_k, velocity_verlet
-from mlpkit.neighbors import Neighbors, build_neighbors
+from mlpkit.md.integrators import (
+    MDState, kinetic_energy_ev, langevin_baoab, nose_hoover_chain, nose_hoover_energy_ev, temperature_k, velocity_verlet,
+)
+from mlpkit.md.stability import Failure, StabilityLimits, first_failure
+from mlpkit.models.energy import over_members
+from mlpkit.neighbors import Neighbors, build_neighbors, edge_vectors, safe_norm
 from mlpkit.potentials import Potential, compiled_evaluator, energy_forces_stress
+
+THERMOSTATS = ("langevin", "nose-hoover")
+# only non-finite energies and runaway atoms stop a run without a monitor
+NO_LIMITS = StabilityLimits(np.inf, 0.0, 0.0, np.inf, None)
 
 
 class MDError(MlpkitError, RuntimeError):
     """An MD run that cannot continue correctly."""
 
 
+class MDInstability(MDError):
+    """The stability monitor stopped a run; ``failure`` says at which step and why."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(f"the run has blown up at step {failure.step} ({failure.time_fs:.0f} fs): {failure.reason}")
+        self.failure = failure
+
+
 @dataclasses.dataclass(frozen=True)
 class MDConfig:
-    """MD settings. ``temperature_k=None`` runs NVE; a temperature runs Langevin NVT."""
+    """MD settings. ``temperature_k=None`` runs NVE (velocity Verlet); a temperature runs NVT with the
+    ``thermostat``: ``"langevin"`` (BAOAB, friction ``friction_per_fs``) or ``"nose-hoover"`` (a chain of
+    ``chain_length`` with time constant ``thermostat_time_fs``)."""
 
     dt_fs: float = 1.0
     temperature_k: float | None = None
+    thermostat: str = "langevin"
     friction_per_fs: float = 0.01
+    thermostat_time_fs: float = 100.0
+    chain_length: int = 3
     skin_a: float = 1.0
     chunk_steps: int = 20
     float64: bool = True
 
+    def __post_init__(self):
+        if self.thermostat not in THERMOSTATS:
+            raise MlpkitError(f"unknown thermostat {self.thermostat!r}; choose one of {list(THERMOSTATS)}")
+        if not (self.dt_fs > 0 and self.chunk_steps >= 1 and self.skin_a > 0 and 1 <= self.chain_length <= 8):
+            raise MlpkitError(f"MD settings out of range: dt_fs={self.dt_fs}, chunk_steps={self.chunk_steps}, "
+                              f"skin_a={self.skin_a}, chain_length={self.chain_length} (1 … 8)")
+        if self.temperature_k is not None and not self.temperature_k > 0:
+            raise MlpkitError(f"temperature_k must be positive, got {self.temperature_k}")
+
+    def degrees_of_freedom(self, n_atoms: int) -> int:
+        """3N, less the 3 of the centre of mass where the dynamics conserve the total momentum."""
+        return 3 * n_atoms - (0 if self.temperature_k is not None and self.thermostat == "langevin" else 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """Everything a run needs to continue bit for bit: the state and the neighbour list's origin."""
+
+    step: int
+    state: MDState  # host arrays
+    reference_a: np.ndarray  # positions the neighbour list was built from
+    skin_a: float
+    capacity: int
+
 
 @dataclasses.dataclass(frozen=True)
 class MDFrame:
-    """The state after a chunk, with per-step energies of that chunk (eV) and temperatures (K)."""
+    """The state after a chunk, with per-step traces of that chunk ([S] arrays) and end-of-chunk observables."""
 
     step: int
     positions_a: np.ndarray
@@ -45,6 +94,11 @@ class MDFrame:
     potential_energy_ev: np.ndarray
     kinetic_energy_ev: np.ndarray
     temperature_k: np.ndarray
+    conserved_energy_ev: np.ndarray  # E_pot + E_kin, plus the chain's energy under Nosé–Hoover
+    min_distance_a: np.ndarray
+    pressure_gpa: float
+    ensemble_spread_ev_per_a: float  # largest per-atom std of the members' forces; 0 for one model
+    resume: ResumePoint
 
 
 def maxwell_boltzmann_momenta(masses_amu, temperature_k: float, rng: np.random.Generator) -> np.ndarray:
@@ -54,30 +108,199 @@ def maxwell_boltzmann_momenta(masses_amu, temperature_k: float, rng: np.random.G
     return momenta - masses_amu[:, None] * velocity_com
 
 
+def _step_fn(config: MDConfig, force_fn, masses_amu, temperature_k, degrees_of_freedom: int):
+    if config.temperature_k is None:
+        return velocity_verlet(force_fn, masses_amu, config.dt_fs)
+    if config.thermostat == "langevin":
+        return langevin_baoab(force_fn, masses_amu, config.dt_fs, temperature_k, config.friction_per_fs)
+    return nose_hoover_chain(force_fn, masses_amu, config.dt_fs, temperature_k, config.thermostat_time_fs, degrees_of_freedom)
+
+
+def _min_distance_a(positions_a, cell_a, neighbors: Neighbors):
+    distances = safe_norm(edge_vectors(positions_a, cell_a, neighbors), neighbors.mask, fill=jnp.inf)
+    return jnp.min(distances)
+
+
 @functools.cache
-def _chunk_fn(potential: Potential, config: MDConfig):
-    """One compiled chunk of ``config.chunk_steps`` steps per (potential, settings)."""
+def _chunk_fn(potential: Potential, config: MDConfig, degrees_of_freedom: int):
+    """One compiled chunk of ``config.chunk_steps`` steps for R replicas (the temperature is an argument)."""
     evaluate = energy_forces_stress(potential.energy_fn)
 
-    def chunk(state: MDState, masses_amu, cell_a, species, neighbors: Neighbors, reference_a):
+    def chunk(state: MDState, masses_amu, cell_a, species, neighbors: Neighbors, reference_a, temperature_k):
         def force_fn(positions_a):
-            energy, forces, _ = evaluate(positions_a, cell_a, species, neighbors)
-            return energy, forces
+            return evaluate(positions_a, cell_a, species, neighbors)
 
-        if config.temperature_k is None:
-            step = velocity_verlet(force_fn, masses_amu, config.dt_fs)
-        else:
-            step = langevin_baoab(force_fn, masses_amu, config.dt_fs, config.temperature_k, config.friction_per_fs)
+        step = _step_fn(config, force_fn, masses_amu, temperature_k, degrees_of_freedom)
 
         def body(state, _):
             state = step(state)
-            moved = jnp.max(jnp.linalg.norm(state.positions_a - reference_a, axis=-1))
-            return state, (state.energy_ev, kinetic_energy_ev(state.momenta, masses_amu), moved)
+            kinetic = kinetic_energy_ev(state.momenta, masses_amu)
+            conserved = state.energy_ev + kinetic
+            if config.temperature_k is not None and config.thermostat == "nose-hoover":
+                conserved = nose_hoover_energy_ev(state, masses_amu, temperature_k, config.thermostat_time_fs, degrees_of_freedom)
+            traces = {
+                "potential_energy_ev": state.energy_ev,
+                "kinetic_energy_ev": kinetic,
+                "conserved_energy_ev": conserved,
+                "min_distance_a": _min_distance_a(state.positions_a, cell_a, neighbors),
+                "moved_a": jnp.max(jnp.linalg.norm(state.positions_a - reference_a, axis=-1)),
+            }
+            return state, traces
 
-        state, (potential_ev, kinetic_ev, moved_a) = jax.lax.scan(body, state, None, length=config.chunk_steps)
-        return state, potential_ev, kinetic_ev, jnp.max(moved_a)
+        state, traces = jax.lax.scan(body, state, None, length=config.chunk_steps)
+        spread = jnp.zeros((), state.positions_a.dtype)
+        if potential.member_forces_fn is not None:
+            members = potential.member_forces_fn(state.positions_a, cell_a, species, neighbors)  # [K, N, 3]
+            spread = jnp.max(jnp.linalg.norm(jnp.std(members, axis=0), axis=-1))
+        return state, traces, spread
 
-    return jax.jit(chunk)
+    return jax.jit(over_members(chunk, (0, None, None, None, 0, 0, 0)))
+
+
+def initial_state(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start_k: float) -> MDState:
+    """The state at step 0: ``atoms``' momenta if it has any, else Maxwell–Boltzmann at ``start_k``."""
+    dtype = np.float64 if config.float64 else np.float32
+    masses = np.asarray(atoms.get_masses(), dtype)
+    momenta = atoms.get_momenta()
+    if not momenta.any():
+        momenta = maxwell_boltzmann_momenta(masses, start_k, np.random.default_rng(seed))
+    positions, cell = np.asarray(atoms.positions, dtype), np.asarray(atoms.cell.array, dtype)
+    neighbors = build_neighbors(positions, cell, atoms.pbc, potential.cutoff_a)
+    with jax.enable_x64(config.float64):
+        energy, forces, stress = jax.device_get(compiled_evaluator(potential)(positions, cell, atoms.numbers, neighbors))
+        key = np.asarray(jax.random.key_data(jax.random.key(seed)))
+    chain_length = config.chain_length if config.temperature_k is not None and config.thermostat == "nose-hoover" else 0
+    return MDState(positions_a=positions, momenta=np.asarray(momenta, dtype), forces_ev_per_a=forces, energy_ev=energy,
+                   stress_ev_per_a3=stress, key=key, chain=np.zeros((2, chain_length), dtype))
+
+
+def _stack(items):
+    return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *items)
+
+
+def _select(mask, new, old):
+    """Per replica: ``new`` where ``mask``, else ``old`` (leading axis R)."""
+    return jax.tree_util.tree_map(lambda a, b: np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def _pressure_gpa(state: MDState, kinetic_ev, cell_a) -> np.ndarray:
+    """P = (2 E_kin / 3 − V tr σ / 3) / V; ASE's σ is tensile positive. [R]"""
+    volume_a3 = abs(np.linalg.det(cell_a))
+    trace = np.trace(state.stress_ev_per_a3, axis1=-2, axis2=-1)
+    return (2 * kinetic_ev / 3 / volume_a3 - trace / 3) / units.GPa
+
+
+def simulate(
+    potential: Potential,
+    atoms: Atoms,
+    n_chunks: int,
+    config: MDConfig,
+    temperatures_k: np.ndarray,
+    resume: list[ResumePoint],
+    limits: StabilityLimits,
+    progress: bool = True,
+) -> Iterator[tuple[list[MDFrame | None], list[Failure | None]]]:
+    """Advance R replicas by ``n_chunks`` chunks from their resume points; yield after each chunk the
+    frames of the replicas still running (None for a replica that has failed) and the failures so far.
+
+    A chunk in which an atom outran half the skin is recomputed with a fresh list (and, if even that is
+    outrun, a wider skin), so results never depend on a stale list. A failed replica stops where the
+    monitor caught it: its last good state is kept and nothing after it is reported.
+    """
+    potential.check_species(atoms.numbers)
+    dtype = np.float64 if config.float64 else np.float32
+    masses, cell, species = np.asarray(atoms.get_masses(), dtype), np.asarray(atoms.cell.array, dtype), np.asarray(atoms.numbers)
+    n_dof = config.degrees_of_freedom(len(atoms))
+    dynamics = dataclasses.replace(config, temperature_k=None if config.temperature_k is None else 1.0)
+    chunk = _chunk_fn(potential, dynamics, n_dof)
+    temperatures = np.asarray(temperatures_k, dtype)
+    state = _stack([point.state for point in resume])
+    reference = np.stack([point.reference_a for point in resume]).astype(dtype)
+    skin_a = max(point.skin_a for point in resume)
+    capacity = max(point.capacity for point in resume)
+    step = resume[0].step
+    failures: list[Failure | None] = [None] * len(resume)
+
+    def lists(reference_a):
+        built = [build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=capacity) for r in reference_a]
+        width = max(n.capacity for n in built)
+        return width, _stack([build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=width)
+                              if n.capacity != width else n for r, n in zip(reference_a, built)])
+
+    capacity, neighbors = lists(reference)
+    bar = tqdm(total=n_chunks * config.chunk_steps, unit="step", disable=not progress, desc="MD")
+    for _ in range(n_chunks):
+        active = np.array([failure is None for failure in failures])
+        if not active.any():
+            break
+        fresh = np.array_equal(reference, state.positions_a)  # lists built from this chunk's start
+        with jax.enable_x64(config.float64):  # switched on only around the computation, never across a yield
+            while True:
+                new_state, traces, spread = jax.device_get(chunk(state, masses, cell, species, neighbors, reference, temperatures))
+                outrun = active & (traces["moved_a"].max(axis=1) > 0.5 * skin_a)
+                if not outrun.any():
+                    break
+                if fresh:  # even a fresh list was outrun: widen the skin
+                    skin_a *= 1.5
+                    if skin_a > potential.cutoff_a:  # atoms cross a bond length within one chunk
+                        for r in np.flatnonzero(outrun):
+                            moved = traces["moved_a"][r].max()
+                            failures[r] = Failure(step + 1, (step + 1) * config.dt_fs,
+                                                  f"an atom moved {moved:.2f} Å within {config.chunk_steps} steps")
+                        active &= ~outrun
+                        skin_a /= 1.5
+                        break
+                reference, fresh = np.asarray(state.positions_a), True
+                capacity, neighbors = lists(reference)
+        n_atoms = len(atoms)
+        for r in np.flatnonzero(active):
+            replica = {key: value[r] for key, value in traces.items()}
+            replica["temperature_k"] = np.asarray(temperature_k(replica["kinetic_energy_ev"], n_dof))
+            reference_k = temperatures[r]
+            failures[r] = first_failure(replica, limits, step + 1, config.dt_fs, n_atoms, float(reference_k),
+                                        float(state.energy_ev[r]), float(spread[r]))
+        good = active & np.array([failure is None for failure in failures])
+        state = _select(good, new_state, state)
+        step += config.chunk_steps
+        bar.update(config.chunk_steps)
+        if (good & (traces["moved_a"].max(axis=1) > 0.25 * skin_a)).any():  # rebuild early rather than recompute
+            reference = np.asarray(state.positions_a)
+            capacity, neighbors = lists(reference)
+        kinetic = traces["kinetic_energy_ev"]
+        pressure = _pressure_gpa(state, kinetic[:, -1], cell)
+        frames = [
+            _frame(step, jax.tree_util.tree_map(lambda leaf: leaf[r], state), {k: v[r] for k, v in traces.items()},
+                   n_dof, float(pressure[r]), float(spread[r]),
+                   ResumePoint(step, jax.tree_util.tree_map(lambda leaf: leaf[r], state), reference[r], skin_a, capacity))
+            if good[r] else None
+            for r in range(len(resume))
+        ]
+        yield frames, list(failures)
+    bar.close()
+
+
+def _frame(step: int, state: MDState, traces: dict, n_dof: int, pressure_gpa: float, spread: float, resume: ResumePoint) -> MDFrame:
+    as64 = functools.partial(np.asarray, dtype=np.float64)
+    return MDFrame(
+        step=step,
+        positions_a=as64(state.positions_a),
+        momenta=as64(state.momenta),
+        forces_ev_per_a=as64(state.forces_ev_per_a),
+        potential_energy_ev=as64(traces["potential_energy_ev"]),
+        kinetic_energy_ev=as64(traces["kinetic_energy_ev"]),
+        temperature_k=as64(temperature_k(traces["kinetic_energy_ev"], n_dof)),
+        conserved_energy_ev=as64(traces["conserved_energy_ev"]),
+        min_distance_a=as64(traces["min_distance_a"]),
+        pressure_gpa=pressure_gpa,
+        ensemble_spread_ev_per_a=spread,
+        resume=resume,
+    )
+
+
+def start(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start_k: float) -> ResumePoint:
+    """The resume point of a fresh run (step 0)."""
+    state = initial_state(potential, atoms, config, seed, start_k)
+    return ResumePoint(0, state, np.asarray(state.positions_a), config.skin_a, 0)
 
 
 def run_md(
@@ -88,76 +311,22 @@ def run_md(
     seed: int = 0,
     initial_temperature_k: float | None = None,
     progress: bool = True,
+    limits: StabilityLimits | None = StabilityLimits(),
+    resume: ResumePoint | None = None,
 ) -> Iterator[MDFrame]:
-    """Run ``n_chunks × config.chunk_steps`` steps from ``atoms``, yielding a frame after each chunk.
+    """Run ``n_chunks × config.chunk_steps`` steps from ``atoms`` (or from ``resume``, a frame's
+    ``resume`` point), yielding a frame after each chunk.
 
     Starting momenta come from ``atoms`` if it has any, else from a Maxwell–Boltzmann draw at
-    ``initial_temperature_k`` (default: the thermostat temperature, or 0 K for NVE). The neighbour
-    list carries ``config.skin_a`` of extra range; a chunk in which any atom moved more than half
-    the skin is recomputed with a fresh list (and, if even that is outrun, a wider skin), so results
-    never depend on a stale list.
+    ``initial_temperature_k`` (default: the thermostat temperature, or 0 K for NVE). The stability
+    monitor (``limits``; None checks only for non-finite energies) raises :class:`MDInstability` at the
+    first chunk with a failed step; every frame yielded before it is good.
     """
-    potential.check_species(atoms.numbers)
-    dtype = np.float64 if config.float64 else np.float32
-    masses = np.asarray(atoms.get_masses(), dtype)
-    rng = np.random.default_rng(seed)
-    momenta = atoms.get_momenta()
-    if not momenta.any():
-        start_k = initial_temperature_k if initial_temperature_k is not None else (config.temperature_k or 0.0)
-        momenta = maxwell_boltzmann_momenta(masses, start_k, rng)
-    cell = np.asarray(atoms.cell.array, dtype)
-    species = np.asarray(atoms.numbers)
-    # NVE conserves the total momentum (3 constraints); the Langevin noise does not
-    degrees_of_freedom = 3 * len(atoms) - (3 if config.temperature_k is None else 0)
-    skin_a = config.skin_a
-
-    def fresh_list(positions_a, capacity=None):
-        return build_neighbors(positions_a, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=capacity)
-
-    chunk = _chunk_fn(potential, config)
-    positions = np.asarray(atoms.positions, dtype)
-    neighbors = fresh_list(positions)
-    with jax.enable_x64(config.float64):
-        energy, forces, _ = compiled_evaluator(potential)(positions, cell, species, neighbors)
-        state = MDState(
-            positions_a=positions,
-            momenta=np.asarray(momenta, dtype),
-            forces_ev_per_a=forces,
-            energy_ev=energy,
-            key=jax.random.key(seed),
-        )
-    reference = positions
-    bar = tqdm(total=n_chunks * config.chunk_steps, unit="step", disable=not progress, desc="MD")
-    for index in range(n_chunks):
-        # x64 is switched on only around the computation, never across a yield
-        with jax.enable_x64(config.float64):
-            result = chunk(state, masses, cell, species, neighbors, reference)
-            while float(result[3]) > 0.5 * skin_a:
-                if reference is state.positions_a:  # even a fresh list was outrun: widen the skin
-                    skin_a *= 1.5
-                    if skin_a > potential.cutoff_a:  # atoms cross a bond length within one chunk
-                        raise MDError(
-                            f"an atom moved {float(result[3]):.2f} Å within {config.chunk_steps} steps "
-                            f"(chunk {index}): the run has blown up, or dt_fs is too long"
-                        )
-                reference = state.positions_a
-                neighbors = fresh_list(reference, capacity=neighbors.capacity)
-                result = chunk(state, masses, cell, species, neighbors, reference)
-            state, potential_ev, kinetic_ev, moved_a = jax.device_get(result)
-        if not np.isfinite(potential_ev).all():
-            raise MDError(f"the energy became non-finite during chunk {index}; the run has blown up")
-        bar.update(config.chunk_steps)
-        if moved_a > 0.25 * skin_a:  # rebuild early rather than recompute the next chunk
-            reference = state.positions_a
-            neighbors = fresh_list(reference, capacity=neighbors.capacity)
-        yield MDFrame(
-            step=(index + 1) * config.chunk_steps,
-            positions_a=np.asarray(state.positions_a, np.float64),
-            momenta=np.asarray(state.momenta, np.float64),
-            forces_ev_per_a=np.asarray(state.forces_ev_per_a, np.float64),
-            potential_energy_ev=np.asarray(potential_ev, np.float64),
-            kinetic_energy_ev=np.asarray(kinetic_ev, np.float64),
-            temperature_k=np.asarray(temperature_k(kinetic_ev, degrees_of_freedom)),
-        )
-    bar.close()
-
+    start_k = initial_temperature_k if initial_temperature_k is not None else (config.temperature_k or 0.0)
+    point = resume or start(potential, atoms, config, seed, start_k)
+    reference_k = config.temperature_k if config.temperature_k is not None else start_k
+    for frames, failures in simulate(potential, atoms, n_chunks, config, np.array([reference_k]), [point],
+                                     limits or NO_LIMITS, progress):
+        if failures[0] is not None:
+            raise MDInstability(failures[0])
+        yield frames[0]

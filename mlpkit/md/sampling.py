@@ -34,7 +34,7 @@ def sample_configurations(
     if premelt_k is not None:
         melt_config = MDConfig(dt_fs=dt_fs, temperature_k=premelt_k, friction_per_fs=friction_per_fs, chunk_steps=10)
         melt_chunks = int(np.ceil(equilibration_fs / dt_fs / melt_config.chunk_steps))
-        *_, melted = run_md(potential, atoms, melt_chunks, melt_config, seed=seed, progress=progress)
+        *_, melted = run_md(potential, atoms, melt_chunks, melt_config, seed=seed, progress=progress, limits=None)
         atoms = atoms.copy()
         atoms.positions = melted.positions_a
         atoms.set_momenta(melted.momenta)
@@ -44,7 +44,7 @@ def sample_configurations(
     equilibration_chunks = int(np.ceil(equilibration_fs / dt_fs / chunk_steps))
     n_chunks = equilibration_chunks + n_snapshots * chunks_per_snapshot
     snapshots = []
-    for index, frame in enumerate(run_md(potential, atoms, n_chunks, config, seed=seed, progress=progress)):
+    for index, frame in enumerate(run_md(potential, atoms, n_chunks, config, seed=seed, progress=progress, limits=None)):
         done = index + 1 - equilibration_chunks
         if done > 0 and done % chunks_per_snapshot == 0:
             snapshot = atoms.copy()

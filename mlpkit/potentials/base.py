@@ -21,12 +21,17 @@ EnergyFn = Callable[..., jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Potential:
-    """A pure, jit-able energy function and the cutoff its neighbour list needs."""
+    """A pure, jit-able energy function and the cutoff its neighbour list needs.
+
+    An ensemble also carries ``member_forces_fn(positions, cell, species, neighbors) -> [K, N, 3]``,
+    each member's forces (eV/Å), from which MD reads the ensemble's disagreement.
+    """
 
     name: str
     energy_fn: EnergyFn
     cutoff_a: float
     elements: tuple[str, ...] | None = None  # None: any element
+    member_forces_fn: Callable | None = None
 
     def check_species(self, species) -> None:
         """Raise :class:`~mlpkit.errors.MlpkitError` if ``species`` (atomic numbers) holds an element it does not describe."""
