@@ -1,0 +1,158 @@
+"""MD throughput: mlpkit with SW, PaiNN and DimeNet++ against jax-md's SW MD, in one run; SW NVE drift.
+
+    python benchmarks/md.py [--sizes 64 512 4096 32768] [--repeats 5] [--smoke]
+
+Every potential runs NVE (velocity Verlet, dt 1 fs, float32 as in production MD on a GPU) from the
+same rattled diamond Si cell at 600 K. One timed sample is ``--steps`` steps through the public
+``run_md`` (thermo traces and host-side neighbour-list builds included), each from the state after a
+warm-up chunk that compiles; the table shows the median (min–max) over ``--repeats`` samples in atom-steps/s
+and the cost per atom-step, which is flat when the cost is O(N). jax-md is its own SW with its
+on-device neighbour list, stepped by ``simulate.nve`` in a ``fori_loop`` of the same length.
+The models are untrained (random parameters): their cost does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import units
+
+from sw_energy_forces import cpu_name, structure
+from mlpkit.checkpoint import Checkpoint
+from mlpkit.md import MDConfig, run_md
+from mlpkit.models import ModelConfig, init_params
+from mlpkit.models.energy import Normalisation
+from mlpkit.models.graph import ElementTable
+from mlpkit.neighbors import build_neighbors
+from mlpkit.potentials import energy_forces_stress, sw_potential
+
+START_K = 600.0
+# per-sample steps of the models at large N (a DimeNet++ step on 32768 atoms takes ~40 s on 2 cores)
+LARGEST = {"SW": 32768, "PaiNN": 32768, "DimeNet++": 4096}
+
+
+def model_potential(architecture: str, quick: bool = False):
+    config = ModelConfig(architecture).quick() if quick else ModelConfig(architecture)
+    params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], init_params(config, 1, seed=0))
+    return Checkpoint(config, ElementTable(("Si",)), Normalisation((-4.3,), (0.5,)), params).potential()
+
+
+def mlpkit_rate(potential, atoms, steps: int, repeats: int) -> tuple[list[float], float]:
+    """Atom-steps/s of ``repeats`` samples, and the warm-up (compile + first chunk) time in s."""
+    config = MDConfig(chunk_steps=steps, float64=False)
+    start = time.perf_counter()
+    *_, warm = run_md(potential, atoms, 1, config, initial_temperature_k=START_K, progress=False, limits=None)
+    warmup_s = time.perf_counter() - start
+    samples = []
+    for _ in range(repeats):  # each sample continues from the warmed-up state: untrained models drift apart later
+        start = time.perf_counter()
+        run = run_md(potential, atoms, 1, config, progress=False, limits=None, resume=warm.resume)
+        for _ in run:
+            pass
+        samples.append(len(atoms) * steps / (time.perf_counter() - start))
+    return samples, warmup_s
+
+
+def jax_md_rate(atoms, steps: int, repeats: int) -> list[float]:
+    from jax_md import energy, simulate, space
+
+    box = float(atoms.cell.array[0, 0])
+    displacement, shift = space.periodic(box)
+    neighbor_fn, energy_fn = energy.stillinger_weber_neighbor_list(displacement, box, epsilon=2.1683, cutoff=1.8 * 2.0951)
+    init, apply = simulate.nve(energy_fn, shift, dt=1.0 * units.fs)
+    positions = jnp.asarray(atoms.positions, jnp.float32)
+    neighbors = neighbor_fn.allocate(positions)
+    state = init(jax.random.key(0), positions, kT=units.kB * START_K, mass=float(atoms.get_masses()[0]), neighbor=neighbors)
+
+    @jax.jit
+    def chunk(state, neighbors):
+        def body(_, carry):
+            state, neighbors = carry
+            state = apply(state, neighbor=neighbors)
+            return state, neighbors.update(state.position)
+
+        return jax.lax.fori_loop(0, steps, body, (state, neighbors))
+
+    state, neighbors = jax.block_until_ready(chunk(state, neighbors))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, neighbors = jax.block_until_ready(chunk(state, neighbors))
+        samples.append(len(atoms) * steps / (time.perf_counter() - start))
+    if neighbors.did_buffer_overflow:
+        raise SystemExit("jax-md's neighbour list overflowed; the timing is void")
+    return samples
+
+
+def nve_drift(element: str = "Si", duration_ps: float = 10.0) -> tuple[float, float]:
+    """SW NVE at dt 1 fs, float64, 64 atoms from 1000 K: the drift (slope) and the fluctuation (std)
+    of the total energy, meV/atom per ps and meV/atom."""
+    atoms = structure(64)
+    config = MDConfig(chunk_steps=100)
+    frames = list(run_md(sw_potential(element), atoms, int(duration_ps * 10), config, initial_temperature_k=1000.0, progress=False))
+    total = np.concatenate([f.potential_energy_ev + f.kinetic_energy_ev for f in frames]) / len(atoms) * 1e3
+    time_ps = np.arange(1, len(total) + 1) * 1e-3
+    return float(np.polyfit(time_ps, total, 1)[0]), float(total.std())
+
+
+def compile_stats(potential, atoms) -> tuple[float, float]:
+    """Compile time (s) of the energy + forces + stress program and its scratch memory (MiB), from XLA's
+    own memory analysis (comparable on CPU and GPU)."""
+    positions, cell = np.float32(atoms.positions), np.float32(atoms.cell.array)
+    neighbors = build_neighbors(positions, cell, atoms.pbc, potential.cutoff_a + MDConfig().skin_a)
+    lowered = jax.jit(energy_forces_stress(potential.energy_fn)).lower(positions, cell, atoms.numbers, neighbors)
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+    return compile_s, (memory.temp_size_in_bytes + memory.output_size_in_bytes) / 2**20 if memory else float("nan")
+
+
+def formatted(samples: list[float]) -> str:
+    return f"{statistics.median(samples):,.0f} ({min(samples):,.0f}–{max(samples):,.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512, 4096, 32768])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed sample (fewer at 32768 atoms)")
+    parser.add_argument("--smoke", action="store_true", help="64 atoms, 2 repeats: checks the script runs")
+    args = parser.parse_args()
+    sizes, repeats, steps = ([64], 2, 20) if args.smoke else (args.sizes, args.repeats, args.steps)
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype")
+
+    device = jax.devices()[0]
+    print(f"machine: {cpu_name()}, {len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}")
+    print("| potential | atoms | atom-steps/s median (min–max) | µs per atom-step | warm-up s | E+F compile s | E+F memory MiB | × jax-md SW |")
+    print("|---|---|---|---|---|---|---|---|")
+    potentials = {"SW": sw_potential("Si"), "PaiNN": model_potential("painn", args.smoke),
+                  "DimeNet++": model_potential("dimenet++", args.smoke)}
+    for n_atoms in sizes:
+        atoms = structure(n_atoms)
+        n_steps = steps if n_atoms < 32768 else max(steps // 4, 2)
+        baseline = jax_md_rate(atoms, n_steps, repeats)
+        reference = statistics.median(baseline)
+        print(f"| jax-md SW | {n_atoms} | {formatted(baseline)} | {1e6 / reference:.2f} | – | – | – | 1.00 |", flush=True)
+        for name, potential in potentials.items():
+            if n_atoms > LARGEST[name] and not args.smoke:
+                continue
+            samples, warmup_s = mlpkit_rate(potential, atoms, n_steps, repeats)
+            compile_s, memory_mib = compile_stats(potential, atoms)
+            rate = statistics.median(samples)
+            print(f"| mlpkit {name} | {n_atoms} | {formatted(samples)} | {1e6 / rate:.2f} | {warmup_s:.1f} | {compile_s:.1f} "
+                  f"| {memory_mib:.1f} | {rate / reference:.2f} |", flush=True)
+    if not args.smoke:
+        drift, fluctuation = nve_drift()
+        print(f"\nSW Si NVE, 64 atoms from 1000 K, dt 1 fs, float64, 10 ps: drift {drift:+.4f} meV/atom/ps, "
+              f"fluctuation (std) {fluctuation:.3f} meV/atom")
+
+
+if __name__ == "__main__":
+    main()
