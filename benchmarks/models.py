@@ -90,7 +90,10 @@ def time_model(energy, params, atoms, repeats: int):
         return optax.apply_updates(params, updates), state
 
     state = optimizer.init(params)
-    return timed(lambda: forces(params, positions), repeats), timed(lambda: step(params, state, batch), max(2, repeats // 3))
+    memory = step.lower(params, state, batch).compile().memory_analysis()
+    memory_mib = (memory.temp_size_in_bytes + memory.output_size_in_bytes) / 2**20 if memory else float("nan")
+    return (timed(lambda: forces(params, positions), repeats), timed(lambda: step(params, state, batch), max(5, repeats // 2)),
+            memory_mib)
 
 
 def main() -> None:
@@ -116,14 +119,15 @@ def main() -> None:
     rows = []
     for name, build in candidates.items():
         energy, params = build()
-        (ef, ef_lo, ef_hi), (step, step_lo, step_hi) = time_model(energy, params, atoms, args.repeats)
-        rows.append((name, parameter_count(params), ef, ef_lo, ef_hi, step, step_lo, step_hi))
+        (ef, ef_lo, ef_hi), (step, step_lo, step_hi), memory_mib = time_model(energy, params, atoms, args.repeats)
+        rows.append((name, parameter_count(params), ef, ef_lo, ef_hi, step, step_lo, step_hi, memory_mib))
     baseline = next((r for r in rows if "baseline" in r[0]), rows[0])
-    print(f"| model | parameters | E+F ms (min–max) | × {baseline[0]} | Adam step ms (min–max) | × {baseline[0]} |")
-    print("|---|---|---|---|---|---|")
-    for name, count, ef, ef_lo, ef_hi, step, step_lo, step_hi in rows:
+    print(f"| model | parameters | E+F ms (min–max) | × {baseline[0]} | Adam step ms (min–max) | × {baseline[0]} "
+          f"| Adam step memory MiB | × {baseline[0]} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, count, ef, ef_lo, ef_hi, step, step_lo, step_hi, memory_mib in rows:
         print(f"| {name} | {count:,} | {ef:.2f} ({ef_lo:.2f}–{ef_hi:.2f}) | {ef / baseline[2]:.2f} "
-              f"| {step:.0f} ({step_lo:.0f}–{step_hi:.0f}) | {step / baseline[5]:.2f} |")
+              f"| {step:.0f} ({step_lo:.0f}–{step_hi:.0f}) | {step / baseline[5]:.2f} | {memory_mib:.0f} | {memory_mib / baseline[8]:.2f} |")
 
 
 if __name__ == "__main__":

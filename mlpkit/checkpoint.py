@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from flax import traverse_util
 
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import atomic_path
+from mlpkit.fileio import atomic_path, dataclass_from_dict
 from mlpkit.models import ModelConfig, params_mismatch
 from mlpkit.models.energy import Normalisation, ensemble_evaluator, ensemble_potential
 from mlpkit.models.graph import ElementTable
@@ -100,7 +101,7 @@ def _read_arrays(path) -> dict[str, np.ndarray]:
             return {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError, tokenize.TokenError) as error:  # numpy parses .npy headers as Python literals
         raise CheckpointError(f"{path}: not a readable mlpkit checkpoint ({error})") from None
 
 
@@ -114,7 +115,7 @@ def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoin
     try:
         meta = json.loads(meta_bytes)
         version = int(meta["format_version"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise CheckpointError(f"{path}: corrupt checkpoint (metadata unreadable)") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -123,10 +124,13 @@ def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoin
     if _digest(meta_bytes, {**arrays, "meta.json": np.frombuffer(meta_bytes, np.uint8)}) != stored_digest:
         raise CheckpointError(f"{path}: corrupt checkpoint (SHA-256 mismatch); retrain or restore a copy")
     try:
-        config = ModelConfig.from_dict(meta["model"])
-        table = ElementTable(tuple(meta["elements"]))
-        normalisation = Normalisation(**{k: tuple(v) for k, v in meta["normalisation"].items()})
-    except (MlpkitError, KeyError, TypeError) as error:
+        config = dataclass_from_dict(ModelConfig, meta["model"], "model")
+        table = dataclass_from_dict(ElementTable, {"symbols": meta["elements"]}, "elements")
+        normalisation = dataclass_from_dict(Normalisation, meta["normalisation"], "normalisation")
+        if not len(normalisation.shift_ev) == len(normalisation.scale_ev) == len(table):
+            raise MlpkitError(f"normalisation for {len(normalisation.shift_ev)} elements, table of {len(table)}")
+        training = meta.get("training", {})
+    except (MlpkitError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path}: unusable checkpoint metadata ({error})") from None
     if expect_config is not None and expect_config != config:
         raise CheckpointError(f"{path}: holds model {config}, expected {expect_config}")
@@ -135,5 +139,8 @@ def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoin
     problem = params_mismatch(params, config, len(table))
     if problem:
         raise CheckpointError(f"{path}: parameters do not match the stored model configuration: {problem}")
-    return Checkpoint(config, table, normalisation, params, meta.get("training", {}))
+    broken = sorted(name for name, leaf in flat.items() if leaf.dtype.kind != "f" or not np.isfinite(leaf).all())
+    if broken:
+        raise CheckpointError(f"{path}: parameters {broken[:3]} are not finite floating-point numbers")
+    return Checkpoint(config, table, normalisation, params, training)
 

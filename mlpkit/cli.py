@@ -61,10 +61,13 @@ def _train(args) -> None:
     import json
     from pathlib import Path
 
-    from mlpkit.data import shuffled, train_val_split
+    from mlpkit.data import outlier_report, shuffled, train_val_split
+    from mlpkit.data.outliers import describe
+    from mlpkit.errors import DataError
     from mlpkit.fileio import write_text_atomic
     from mlpkit.models import ModelConfig
     from mlpkit.training import TrainConfig, evaluate, train, write_history
+    from mlpkit.training.resume import resume_path
 
     dataset = _resolve_data(args.data)
     if args.validation:
@@ -83,6 +86,9 @@ def _train(args) -> None:
         **{k: v for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size,
                              "learning_rate": args.learning_rate}.items() if v is not None},
     )
+    outliers = outlier_report(dataset, config.model.cutoff_a)
+    if outliers and not args.allow_outliers:
+        raise DataError(f"{describe(outliers)}; fix or remove them, or pass --allow-outliers", path=args.data)
     out = Path(args.out)
     history = []
 
@@ -92,6 +98,8 @@ def _train(args) -> None:
 
     print(f"training {config.model.architecture} ×{len(config.seeds)} on {len(train_set)} frames, "
           f"validating on {len(validation_set)}; writing {out}/")
+    if resume_path(out / "model.npz").exists():
+        print(f"resuming from {resume_path(out / 'model.npz')} if it holds this run")
     result = train(train_set, validation_set, config, callback=record, checkpoint_path=out / "model.npz",
                    progress=not args.no_progress)
     summary = {"validation": evaluate(result.checkpoint, validation_set), "wall_s": result.wall_s,
@@ -118,13 +126,99 @@ def _study(args) -> None:
 
     config = StudyConfig(
         data=args.data, mlearn_dir=args.mlearn_dir, seeds=tuple(range(args.seeds)), inits=tuple(args.inits),
-        train=TrainConfig(model=ModelConfig(args.model)),
+        train=TrainConfig(model=ModelConfig(args.model)), rescale_lengths=args.rescale_lengths,
     )
     config = config.quick() if args.quick else config
     if args.sizes:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()  # coordinator, process count and index from the cluster environment
     rows = run_study(config, args.out, progress=not args.no_progress)
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
+
+
+def _properties(args) -> None:
+    import json
+    from pathlib import Path
+
+    from mlpkit.analysis import PropertyConfig, compute_properties
+    from mlpkit.fileio import write_text_atomic
+
+    config = PropertyConfig().quick() if args.quick else PropertyConfig()
+    start = time.perf_counter()
+    properties = compute_properties(args.potential, args.element, config)
+    properties["wall_s"] = time.perf_counter() - start
+    path = Path(args.out) / "properties.json"
+    write_text_atomic(path, json.dumps(properties, indent=2) + "\n")
+    print(f"{properties['element']}: a0 {properties['a0_angstrom']:.4f} Å, B {properties['bulk_modulus_gpa']:.1f} GPa, "
+          f"C11/C12/C44 {properties['c11_gpa']:.1f}/{properties['c12_gpa']:.1f}/{properties['c44_gpa']:.1f} GPa, "
+          f"vacancy {properties['vacancy_formation_ev'] or float('nan'):.3f} eV, Γ optical {properties['phonon_gamma_thz']:.2f} THz; "
+          f"wrote {path} in {properties['wall_s']:.0f} s")
+    for key, reason in properties["failures"].items():
+        print(f"  {key}: not measured: {reason}")
+
+
+def _md_structure(args, potential):
+    """The starting structure: ``--structure FILE`` (any ASE-readable file), else a diamond supercell."""
+    import ase.io
+
+    from mlpkit.structures import diamond
+
+    if args.structure:
+        try:
+            return ase.io.read(args.structure)
+        except Exception as error:  # ASE raises many types for unreadable files
+            raise MlpkitError(f"{args.structure}: cannot read a structure ({error})") from error
+    element = args.element or (potential.elements or ("Si",))[0]
+    return diamond(element, (args.supercell,) * 3)
+
+
+def _md(args) -> None:
+    import json
+    import math
+
+    from mlpkit import load_potential
+    from mlpkit.fileio import write_text_atomic
+    from mlpkit.md import MDConfig, MDInstability, StabilityLimits, run_md
+    from mlpkit.md.output import RunFolder
+    from mlpkit.md.run import NO_LIMITS
+
+    potential = load_potential(args.potential)
+    atoms = _md_structure(args, potential)
+    nvt = args.ensemble == "nvt"
+    config = MDConfig(dt_fs=args.dt, temperature_k=args.temperature if nvt else None, thermostat=args.thermostat,
+                      chunk_steps=args.chunk, float64=not args.float32)
+    limits = NO_LIMITS if args.no_monitor else StabilityLimits(max_spread_ev_per_a=args.max_spread)
+    settings = {key: value for key, value in vars(args).items() if key not in ("run", "argv", "out", "no_progress", "steps")}
+    run = RunFolder(args.out, atoms, settings, config.dt_fs, with_forces=args.forces)
+    resume = run.resume_point()
+    if resume is None:
+        run.start()
+    done = resume.step if resume else 0
+    n_chunks = max(math.ceil(args.steps / config.chunk_steps) - done // config.chunk_steps, 0)
+    print(f"MD of {len(atoms)} atoms with {potential.name}, {args.ensemble.upper()} at {args.temperature} K, "
+          f"{n_chunks * config.chunk_steps} steps of {config.dt_fs} fs" + (f", resuming at step {done}" if done else "")
+          + f"; writing {run.folder}/")
+    start = time.perf_counter()
+    summary = {"stable": True, "failure_step": None, "failure_time_fs": None, "reason": ""}
+    steps = done
+    try:
+        for frame in run_md(potential, atoms, n_chunks, config, seed=args.seed, initial_temperature_k=args.temperature,
+                            progress=not args.no_progress, limits=limits, resume=resume):
+            run.append(frame)
+            steps = frame.step
+    except MDInstability as error:
+        failure = error.failure
+        summary = {"stable": False, "failure_step": failure.step, "failure_time_fs": failure.time_fs, "reason": failure.reason}
+        print(f"stopped: {error}")
+    wall_s = time.perf_counter() - start
+    summary.update(steps=steps, time_fs=steps * config.dt_fs, atoms=len(atoms), wall_s=wall_s,
+                   atom_steps_per_s=len(atoms) * (steps - done) / wall_s if steps > done else None)
+    write_text_atomic(run.folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(f"{steps} steps ({steps * config.dt_fs / 1000:.2f} ps) in {wall_s:.0f} s; "
+          f"wrote {run.thermo_path}, {run.trajectory_path} and summary.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--radial-basis", type=int, help="radial basis functions (default 8)")
     fit.add_argument("--float64", action="store_true")
     fit.add_argument("--quick", action="store_true", help="small model, 40 epochs: about two minutes on a laptop")
+    fit.add_argument("--allow-outliers", action="store_true", help="train even on frames mlpkit.data.outlier_report finds suspicious")
     fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(run=_train)
 
@@ -178,12 +273,43 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--mlearn-dir", help="folder with {Si,Ge}/{training,test}.json (for --data mlearn)")
     study.add_argument("--sizes", type=int, nargs="+", help="Ge training frames per run, 0 = all (default 5 10 25 50 100 0)")
     study.add_argument("--seeds", type=int, default=3, help="seeds per cell, trained together as one ensemble (default 3)")
-    study.add_argument("--inits", nargs="+", default=["scratch", "transfer"], choices=["scratch", "transfer", "transfer-plain"])
+    study.add_argument("--inits", nargs="+", default=["scratch", "transfer"],
+                       help="scratch, transfer, transfer-plain; with the suffix -active (scratch-active, transfer-active) "
+                            "on the Ge frames the Si ensemble disagrees on most instead of random ones (default: scratch transfer)")
+    study.add_argument("--rescale-lengths", action="store_true",
+                       help="transferred models see Ge geometry scaled by a_Si / a_Ge of the data's reference")
+    study.add_argument("--distributed", action="store_true",
+                       help="one of several processes (jax.distributed) sharing the cells and the --out folder")
     study.add_argument("--model", default="painn", choices=sorted(ARCHITECTURES))
     study.add_argument("--out", required=True, help="output folder: results.csv, results.json, report.html, runs/")
     study.add_argument("--quick", action="store_true", help="small models, sizes up to 100: minutes on a laptop")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run=_study)
+    properties = verbs.add_parser("properties", help="lattice constant, bulk modulus, elastic constants, vacancy, phonons of a potential")
+    properties.add_argument("--potential", required=True, help="sw:Si, sw:Ge or a checkpoint (model.npz)")
+    properties.add_argument("--out", required=True, help="output folder: properties.json")
+    properties.add_argument("--element", help="element to measure (default: the potential's only element)")
+    properties.add_argument("--quick", action="store_true", help="smaller vacancy cell, fewer EOS points: seconds with SW")
+    properties.set_defaults(run=_properties)
+    md = verbs.add_parser("md", help="molecular dynamics with SW or a trained model; thermo log, trajectory, resumable")
+    md.add_argument("--potential", required=True, help="sw:Si, sw:Ge or a checkpoint (model.npz)")
+    md.add_argument("--temperature", type=float, default=300.0, help="thermostat (NVT) or starting (NVE) temperature, K")
+    md.add_argument("--steps", type=int, required=True, help="number of MD steps (rounded up to whole chunks)")
+    md.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt")
+    md.add_argument("--thermostat", choices=["langevin", "nose-hoover"], default="langevin")
+    md.add_argument("--dt", type=float, default=1.0, help="time step, fs (default 1)")
+    md.add_argument("--structure", help="starting structure (any ASE-readable file); default: diamond supercell")
+    md.add_argument("--element", help="element of the default diamond supercell (default: the potential's)")
+    md.add_argument("--supercell", type=int, default=2, help="repeats of the 8-atom cubic cell (default 2: 64 atoms)")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--chunk", type=int, default=20, help="steps per compiled chunk, and per thermo row (default 20)")
+    md.add_argument("--forces", action="store_true", help="also store forces in the trajectory")
+    md.add_argument("--max-spread", type=float, default=2.0, help="ensemble force spread (eV/Å) that counts as failure")
+    md.add_argument("--no-monitor", action="store_true", help="stop only on non-finite energies or runaway atoms")
+    md.add_argument("--float32", action="store_true", help="single precision (default: double)")
+    md.add_argument("--out", required=True, help="output folder: thermo.csv, trajectory.extxyz, summary.json, state.npz")
+    md.add_argument("--no-progress", action="store_true")
+    md.set_defaults(run=_md)
     return parser
 
 

@@ -22,3 +22,7 @@ class DataError(MlpkitError, ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class TrainingError(MlpkitError):
+    """Training cannot go on: for example a loss that became NaN or infinite."""

@@ -1,4 +1,5 @@
-"""Learning curves, the data-efficiency factor and the self-contained HTML report of a study."""
+"""Learning curves, the data-efficiency factor, parity plots, errors by group and temperature, and the
+self-contained HTML report of a study."""
 
 from __future__ import annotations
 
@@ -71,22 +72,111 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines + ["</table>"])
 
 
-def write_report(rows: list[dict], path, title: str = "Si → Ge transfer: learning curves") -> Path:
-    """A self-contained HTML page (plotly.js inlined, no network needed): curves, factors, table."""
+def errors_by_label(dataset, energy_ev: np.ndarray, forces_ev_per_a: np.ndarray, label_of_frame: np.ndarray) -> dict:
+    """{label: {"frames", "energy_mae_mev_per_atom", "force_mae_ev_per_a"}} of one model's predictions
+    (energies [F] eV, forces [ΣN, 3] eV/Å) over the frames of each non-empty label (a group, a temperature)."""
+    frame_of_atom = np.repeat(np.arange(len(dataset)), dataset.n_atoms)
+    energy_error = np.abs(energy_ev - dataset.energy_ev) / dataset.n_atoms  # [F] eV/atom
+    force_error = np.abs(forces_ev_per_a - dataset.forces_ev_per_a)  # [ΣN, 3]
+    result = {}
+    for label in sorted(set(label_of_frame) - {""}):
+        frames = label_of_frame == label
+        result[str(label)] = {
+            "frames": int(frames.sum()),
+            "energy_mae_mev_per_atom": 1000 * float(energy_error[frames].mean()),
+            "force_mae_ev_per_a": float(force_error[frames[frame_of_atom]].mean()),
+        }
+    return result
+
+
+def _label_order(labels) -> list[str]:
+    """Temperatures numerically ("300 K" before "1089 K"), other labels alphabetically."""
+    return sorted(labels, key=lambda label: (0, float(label[:-2]), "") if label.endswith(" K") else (1, 0.0, label))
+
+
+def breakdown_table(records: list[dict], kind: str, metric: str = "force_mae_ev_per_a") -> str:
+    """HTML table of ``metric`` by label of ``kind`` ("group", "temperature"): mean over seeds per (size, init)."""
+    chosen = [r for r in records if r["kind"] == kind]
+    labels = _label_order({r["label"] for r in chosen})
+    header = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    lines = [f"<table><tr><th>size</th><th>init</th>{header}</tr>"]
+    for size in sorted({r["size"] for r in chosen}):
+        for init in sorted({r["init"] for r in chosen}):
+            cells = []
+            for label in labels:
+                values = [r[metric] for r in chosen if (r["size"], r["init"], r["label"]) == (size, init, label)]
+                cells.append(f"<td>{np.mean(values):.4g}</td>" if values else "<td></td>")
+            if any(cell != "<td></td>" for cell in cells):
+                lines.append(f"<tr><td>{size}</td><td>{html.escape(init)}</td>{''.join(cells)}</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def breakdown_figure(records: list[dict], kind: str, metric: str = "force_mae_ev_per_a") -> go.Figure:
+    """``metric`` against the labels of ``kind``, one line per (init, size), mean ± std over seeds."""
+    chosen = [r for r in records if r["kind"] == kind]
+    labels = _label_order({r["label"] for r in chosen})
+    figure = go.Figure()
+    for init in sorted({r["init"] for r in chosen}):
+        for size in sorted({r["size"] for r in chosen}):
+            values = [[r[metric] for r in chosen if (r["size"], r["init"], r["label"]) == (size, init, label)] for label in labels]
+            if all(values):
+                figure.add_trace(go.Scatter(x=labels, y=[np.mean(v) for v in values], mode="lines+markers",
+                                            error_y={"type": "data", "array": [np.std(v) for v in values]}, name=f"{init}, N = {size}"))
+    figure.update_layout(xaxis={"title": kind, "type": "category"}, yaxis={"type": "log", "title": f"Ge test {METRICS.get(metric, metric)}"},
+                         template="plotly_white", height=420)
+    return figure
+
+
+def parity_figure(parity: dict, quantity: str) -> go.Figure:
+    """Predicted against reference ``quantity`` ("forces_ev_per_a" components or "energy_ev_per_atom"), one
+    trace per run from ``{run label: {quantity: (reference, predicted)}}``, with the line y = x."""
+    figure = go.Figure()
+    low, high = np.inf, -np.inf
+    for label, series in parity.items():
+        reference, predicted = (np.asarray(v, float) for v in series[quantity])
+        low, high = min(low, reference.min(), predicted.min()), max(high, reference.max(), predicted.max())
+        figure.add_trace(go.Scattergl(x=reference, y=predicted, mode="markers", marker={"size": 3, "opacity": 0.5}, name=label))
+    unit = "eV/Å" if quantity == "forces_ev_per_a" else "eV/atom"
+    figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"color": "black", "dash": "dot"}, name="y = x"))
+    figure.update_layout(xaxis={"title": f"reference {quantity.split('_')[0]} ({unit})"},
+                         yaxis={"title": f"predicted {quantity.split('_')[0]} ({unit})"}, template="plotly_white", height=480)
+    return figure
+
+
+def write_report(rows: list[dict], path, title: str = "Si → Ge transfer: learning curves",
+                 breakdown: list[dict] = (), parity: dict | None = None) -> Path:
+    """A self-contained HTML page (plotly.js inlined, no network needed): curves, factors, tables; with
+    ``breakdown`` (records of the study's ``test_breakdown``) errors by group and temperature, with
+    ``parity`` predicted-against-reference plots."""
     figures = [learning_curve_figure(rows, metric) for metric in METRICS]
+    figures += [breakdown_figure(breakdown, "temperature")] if breakdown else []
+    figures += [parity_figure(parity, quantity) for quantity in ("forces_ev_per_a", "energy_ev_per_atom")] if parity else []
     plots = [figures[0].to_html(full_html=False, include_plotlyjs=True)]
     plots += [figure.to_html(full_html=False, include_plotlyjs=False) for figure in figures[1:]]
     factors = "".join(
-        f"<li>N = {size}: {efficiency_factor(rows, size):.2f}</li>"
-        for size in sorted({row["size"] for row in rows if row["init"] == "transfer"})
+        f"<li>{html.escape(init)}, N = {size}: {efficiency_factor(rows, size, init=init):.2f}</li>"
+        for init in sorted({row["init"] for row in rows} - {"scratch"})
+        for size in sorted({row["size"] for row in rows if row["init"] == init})
     )
     body = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:auto}}td,th{{padding:2px 8px;text-align:right}}</style>
 </head><body><h1>{html.escape(title)}</h1>
 <p>{len(rows)} runs. Errors on the Ge test set; mean ± standard deviation over seeds.</p>
-{''.join(plots)}
+{''.join(plots[:len(METRICS)])}
 <h2>Data-efficiency factor</h2><p>Frames scratch needs to match transfer, divided by N (log–log interpolation;
 nan: not reached within the sizes run).</p><ul>{factors}</ul>
-<h2>All numbers</h2>{summary_table(rows)}</body></html>"""
+<h2>All numbers</h2>{summary_table(rows)}
+{_breakdown_section(breakdown, plots[len(METRICS):])}</body></html>"""
     write_text_atomic(path, body)
     return Path(path)
+
+
+def _breakdown_section(breakdown: list[dict], plots: list[str]) -> str:
+    if not breakdown:
+        return ""
+    temperature_plot, parity_plots = (plots[0], plots[1:]) if plots else ("", [])
+    return f"""<h2>Force MAE (eV/Å) by group</h2>{breakdown_table(breakdown, "group")}
+<h2>Force MAE (eV/Å) by temperature</h2><p>Test frames with a known temperature (AIMD and vacancy
+snapshots); mean over seeds.</p>{temperature_plot}{breakdown_table(breakdown, "temperature")}
+<h2>Energy MAE (meV/atom) by group</h2>{breakdown_table(breakdown, "group", "energy_mae_mev_per_atom")}
+<h2>Parity on the Ge test set</h2><p>First seed of the smallest and largest training sets.</p>{''.join(parity_plots)}"""

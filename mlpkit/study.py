@@ -4,6 +4,14 @@ One call trains the Si source model, then for every Ge training-set size and eve
 trains an ensemble (one member per seed, vmapped) and evaluates each member on the Ge test set.
 Each run is stored under ``out/runs/<hash of its full configuration>/``, written atomically, so an
 interrupted study resumes where it stopped and a repeated call only reads results back.
+
+An initialisation with the suffix ``-active`` (``transfer-active``, ``scratch-active``) trains on the Ge
+frames the Si ensemble disagrees on most (:mod:`mlpkit.selection`) instead of a random subset.
+
+Cells (size, initialisation) are independent, so they are shared out: over processes by
+``jax.process_index()`` (each takes every P-th cell; all read the others' results from the shared
+``out/runs`` folder) and, within a process, round-robin over ``jax.local_devices()``, one thread per
+device. The numbers do not depend on how the cells were shared.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -24,12 +34,15 @@ from mlpkit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mlpkit.data import load_dataset, shuffled, sw_data_path, train_val_split
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import write_text_atomic
-from mlpkit.report import write_report
-from mlpkit.training import TrainConfig, evaluate_members, train
-from mlpkit.transfer import TransferConfig, fine_tune
+from mlpkit.fileio import dataclass_from_dict, write_text_atomic
+from mlpkit.report import errors_by_label, write_report
+from mlpkit.selection import force_disagreement, ranked_by_disagreement
+from mlpkit.training import TrainConfig, evaluate_members, predict_members, train
+from mlpkit.transfer import TransferConfig, fine_tune, transferred
 
-INITS = ("scratch", "transfer", "transfer-plain")
+INITS = ("scratch", "transfer", "transfer-plain", "scratch-active", "transfer-active")
+ACTIVE = "-active"  # suffix of an initialisation trained on actively selected frames
+POLL_S = 5.0  # how often a process looks for a run another process is doing
 RESULT_COLUMNS = (
     "data", "size", "seed", "init", "energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "force_mae_ev_per_a",
     "force_rmse_ev_per_a", "stress_mae_gpa", "train_frames", "wall_s", "checkpoint",
@@ -47,6 +60,7 @@ class StudyConfig:
     inits: tuple[str, ...] = ("scratch", "transfer")
     train: TrainConfig = TrainConfig()
     transfer: TransferConfig = TransferConfig()
+    rescale_lengths: bool = False  # transferred models see Ge scaled by a_Si / a_Ge of this data's reference
     validation_fraction: float = 0.1
     data_seed: int = 0
 
@@ -61,6 +75,11 @@ class StudyConfig:
 
     def quick(self) -> StudyConfig:
         return dataclasses.replace(self, sizes=(5, 10, 25, 50, 100), train=self.train.quick())
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StudyConfig:
+        """From parsed JSON (``results.json``'s ``config``), every field type-checked; bad input raises MlpkitError."""
+        return dataclass_from_dict(cls, values, "study configuration")
 
 
 def _load(config: StudyConfig, element: str, split: str) -> Dataset:
@@ -85,13 +104,15 @@ def run_key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _cached_training(folder: Path, payload: dict, train_fn, test_set: Dataset | None = None) -> dict:
-    """The finished run in ``folder``, or train (and test) it now.
+def _cached_training(folder: Path, payload: dict, train_fn, test_set: Dataset | None = None, wait: bool = False) -> dict:
+    """The finished run in ``folder``, or train (and test) it now; with ``wait``, wait for another process to.
 
     Returns {"checkpoint", "wall_s", "test"}: "test" holds each member's errors on ``test_set``.
     ``done.json`` is written last, so a run interrupted before it is simply run again.
     """
     done = folder / "done.json"
+    while wait and not done.exists():
+        time.sleep(POLL_S)
     if done.exists():
         record = json.loads(done.read_text())
         return {**record, "checkpoint": load_checkpoint(folder / "model.npz")}
@@ -103,7 +124,7 @@ def _cached_training(folder: Path, payload: dict, train_fn, test_set: Dataset | 
     return {**record, "checkpoint": result.checkpoint}
 
 
-def _source_model(config: StudyConfig, data: dict, out: Path, progress: bool) -> Checkpoint:
+def _source_model(config: StudyConfig, data: dict, out: Path, progress: bool, wait: bool) -> Checkpoint:
     train_config = dataclasses.replace(config.train, seeds=config.seeds)
     payload = {"role": "source", "data": config.data, "train": dataclasses.asdict(train_config),
                "validation_fraction": config.validation_fraction, "data_seed": config.data_seed,
@@ -113,14 +134,34 @@ def _source_model(config: StudyConfig, data: dict, out: Path, progress: bool) ->
     def fit():
         return train(data["si_train"], data["si_validation"], train_config, progress=progress)
 
-    return _cached_training(folder, payload, fit)["checkpoint"]
+    return _cached_training(folder, payload, fit, wait=wait)["checkpoint"]
 
 
-def _target_run(config: StudyConfig, data: dict, source: Checkpoint, size: int, init: str, out: Path, progress: bool):
+def _transfer_config(config: StudyConfig, init: str) -> TransferConfig:
+    transfer = TransferConfig.plain() if init.removesuffix(ACTIVE) == "transfer-plain" else config.transfer
+    return transfer.with_length_scaling(config.data) if config.rescale_lengths else transfer
+
+
+def active_order(config: StudyConfig, data: dict, source: Checkpoint, out: Path) -> list[int]:
+    """Ge pool indices, most disputed by the Si ensemble first (seen through the transfer's length scale); cached."""
+    transfer = _transfer_config(config, "transfer")
+    payload = {"role": "selection", "source": source.metadata.get("train_config"), "data": config.data,
+               "data_seed": config.data_seed, "validation_fraction": config.validation_fraction,
+               "length_scale": transfer.length_scale, "version": mlpkit.__version__}
+    path = out / "runs" / run_key(payload) / "order.json"
+    if not path.exists():
+        order = ranked_by_disagreement(force_disagreement(transferred(source, transfer), data["ge_pool"]))
+        write_text_atomic(path, json.dumps(order.tolist()))
+    return json.loads(path.read_text())
+
+
+def _target_run(config: StudyConfig, data: dict, source: Checkpoint, size: int, init: str, out: Path, progress: bool,
+                wait: bool = False):
     """Train (or read back) one cell: all seeds of one (size, init) as one vmapped ensemble."""
     train_config = dataclasses.replace(config.train, seeds=config.seeds)
-    frames = data["ge_pool"].first(size or len(data["ge_pool"]))  # nested: N = 10 ⊂ N = 25
-    transfer = TransferConfig.plain() if init == "transfer-plain" else config.transfer
+    pool = data["ge_active_pool"] if init.endswith(ACTIVE) else data["ge_pool"]
+    frames = pool.first(size or len(pool))  # nested: N = 10 ⊂ N = 25
+    transfer = _transfer_config(config, init)
     payload = {"role": "target", "data": config.data, "size": len(frames), "init": init,
                "train": dataclasses.asdict(train_config), "validation_fraction": config.validation_fraction,
                "data_seed": config.data_seed, "version": mlpkit.__version__}
@@ -130,38 +171,107 @@ def _target_run(config: StudyConfig, data: dict, source: Checkpoint, size: int, 
     folder = out / "runs" / run_key(payload)
 
     def fit():
-        if init == "scratch":
+        if init.startswith("scratch"):
             return train(frames, data["ge_validation"], train_config, progress=progress)
         return fine_tune(source, frames, data["ge_validation"], train_config, transfer, progress=progress)
 
-    return _cached_training(folder, payload, fit, data["ge_test"]), len(frames), folder / "model.npz"
+    return _cached_training(folder, payload, fit, data["ge_test"], wait), len(frames), folder / "model.npz"
 
 
-def run_study(config: StudyConfig, out, progress: bool = True, on_row=None) -> list[dict]:
+def shard(cells: list, index: int, count: int) -> list:
+    """The cells process ``index`` of ``count`` runs: every count-th, starting at its index."""
+    return cells[index::count]
+
+
+def _submit_on_devices(cells: list, run_cell, devices: list, executors: list) -> dict:
+    """{cell: future of run_cell(cell)}, the cells dealt round-robin to ``devices``, one worker thread each."""
+    def on(device):
+        def run(cell):
+            with jax.default_device(device):
+                return run_cell(cell)
+        return run
+
+    return {cell: executors[k % len(devices)].submit(on(devices[k % len(devices)]), cell) for k, cell in enumerate(cells)}
+
+
+def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devices=None, process=None) -> list[dict]:
     """Run (or resume) the whole sweep; writes ``out/results.csv``, ``results.json`` and ``report.html``.
 
-    ``on_row(row)`` is called as each row becomes available (live plots).
+    ``on_row(row)`` is called as each row becomes available (live plots). ``devices`` (default
+    ``jax.local_devices()``) run this process's cells round-robin; ``process`` = (index, count) (default
+    ``jax.process_index()``, ``jax.process_count()``) picks its share. Process 0 trains the source model
+    and writes the files; the other processes wait for the runs they need in ``out/runs``.
     """
     out = Path(out)
+    devices = jax.local_devices() if devices is None else list(devices)
+    index, count = (jax.process_index(), jax.process_count()) if process is None else process
     data = load_study_data(config)
-    source = _source_model(config, data, out, progress) if set(config.inits) - {"scratch"} else None
+    source = _source_model(config, data, out, progress, wait=index != 0) if set(config.inits) - {"scratch"} else None
+    if any(init.endswith(ACTIVE) for init in config.inits):
+        data["ge_active_pool"] = data["ge_pool"].select(active_order(config, data, source, out))
     cells = [(size, init) for size in config.sizes for init in config.inits]
-    rows = []
-    for size, init in tqdm(cells, desc="study", unit="run", disable=not progress):
-        run, n_frames, path = _target_run(config, data, source, size, init, out, progress)
-        for seed, metrics in zip(config.seeds, run["test"]):
-            row = {"data": config.data, "size": n_frames, "seed": seed, "init": init, **metrics,
-                   "train_frames": n_frames, "wall_s": run["wall_s"], "checkpoint": str(path.relative_to(out))}
-            rows.append({column: row[column] for column in RESULT_COLUMNS})
-            if on_row is not None:
-                on_row(rows[-1])
-        write_results(out, config, rows)
-    write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves")
+    inner_progress = progress and len(devices) == 1
+
+    def run_cell(cell, wait=False):
+        return _target_run(config, data, source, *cell, out, inner_progress, wait)
+
+    executors = [ThreadPoolExecutor(1) for _ in devices]
+    try:
+        futures = _submit_on_devices(shard(cells, index, count), run_cell, devices, executors)
+        rows = []
+        for size, init in tqdm(cells, desc="study", unit="run", disable=not progress):
+            mine = futures.get((size, init))
+            run, n_frames, path = mine.result() if mine else run_cell((size, init), wait=True)
+            for seed, metrics in zip(config.seeds, run["test"]):
+                row = {"data": config.data, "size": n_frames, "seed": seed, "init": init, **metrics,
+                       "train_frames": n_frames, "wall_s": run["wall_s"], "checkpoint": str(path.relative_to(out))}
+                rows.append({column: row[column] for column in RESULT_COLUMNS})
+                if on_row is not None:
+                    on_row(rows[-1])
+            if index == 0:
+                write_results(out, config, rows)
+    finally:
+        for executor in executors:
+            executor.shutdown(cancel_futures=True)
+    if index == 0:
+        breakdown, parity = test_breakdown(config, data, out, rows)
+        write_results(out, config, rows, breakdown)
+        write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
+                     breakdown=breakdown, parity=parity)
     return rows
 
 
-def write_results(out: Path, config: StudyConfig, rows: list[dict]) -> None:
-    """``results.csv`` (one row per run) and ``results.json`` (rows, configuration, versions), atomically."""
+def test_breakdown(config: StudyConfig, data: dict, out: Path, rows: list[dict]) -> tuple[list[dict], dict]:
+    """Ge test errors of every stored run by group and by temperature, and parity data of chosen runs.
+
+    Reads the cached checkpoints (nothing is retrained). Returns (records, parity): one record per
+    (run, seed, kind, label) with "kind" "group" or "temperature", and for the smallest and largest size
+    of each initialisation the first seed's (reference, predicted) force components and energies per atom.
+    """
+    test = data["ge_test"]
+    labels = {"group": test.group.astype(str),
+              "temperature": np.array([f"{t:g} K" if np.isfinite(t) else "" for t in test.temperature_k])}
+    sizes = sorted({row["size"] for row in rows})
+    records, parity = [], {}
+    for path in dict.fromkeys(row["checkpoint"] for row in rows):
+        first = next(row for row in rows if row["checkpoint"] == path)
+        checkpoint = load_checkpoint(out / path)
+        energies, forces = predict_members(checkpoint, test)
+        for seed, member_energy, member_forces in zip(config.seeds, energies, forces):
+            for kind, label_of_frame in labels.items():
+                for label, errors in errors_by_label(test, member_energy, member_forces, label_of_frame).items():
+                    records.append({"size": first["size"], "init": first["init"], "seed": seed, "kind": kind, "label": label, **errors})
+        if first["size"] in (sizes[0], sizes[-1]):
+            parity[f"{first['init']}, N = {first['size']}"] = {
+                "forces_ev_per_a": (test.forces_ev_per_a.ravel(), forces[0].ravel()),
+                "energy_ev_per_atom": (test.energy_ev / test.n_atoms, energies[0] / test.n_atoms),
+            }
+    return records, parity
+
+
+def write_results(out: Path, config: StudyConfig, rows: list[dict], breakdown: list[dict] = ()) -> None:
+    """``results.csv`` (one row per run) and ``results.json`` (rows, configuration, versions, test errors by
+    group and temperature), atomically."""
     stream = io.StringIO()
     writer = csv.DictWriter(stream, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -169,5 +279,5 @@ def write_results(out: Path, config: StudyConfig, rows: list[dict]) -> None:
     write_text_atomic(out / "results.csv", stream.getvalue())
     versions = {"mlpkit": mlpkit.__version__, "jax": jax.__version__, "numpy": np.__version__}
     finite_rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in rows]
-    document = {"config": dataclasses.asdict(config), "versions": versions, "rows": finite_rows}
+    document = {"config": dataclasses.asdict(config), "versions": versions, "rows": finite_rows, "breakdown": list(breakdown)}
     write_text_atomic(out / "results.json", json.dumps(document, indent=1, default=str))

@@ -28,3 +28,14 @@ def test_model_benchmark_smoke_times_both_architectures():
     for row in rows:
         force_ms, step_ms = float(row.split("|")[3].split()[0]), float(row.split("|")[5].split()[0])
         assert 0 < force_ms < step_ms
+
+
+def test_md_benchmark_smoke_times_every_potential_against_jax_md():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "md.py"), "--smoke"], capture_output=True, text=True, check=True
+    )
+    rows = {line.split("|")[1].strip(): line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")}
+    assert {"jax-md SW", "mlpkit SW", "mlpkit PaiNN"} <= set(rows), result.stdout
+    for name in ("mlpkit SW", "mlpkit PaiNN"):
+        rate, memory_mib = float(rows[name][3].split()[0].replace(",", "")), float(rows[name][7])
+        assert rate > 0 and memory_mib > 0

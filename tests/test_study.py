@@ -1,5 +1,6 @@
-"""The study runner: one row per (size, seed, init), nested training subsets, a resume that repeats no
-finished run, a self-contained report, and the data-efficiency factor by log–log interpolation."""
+"""The study runner: one row per (size, seed, init), nested training subsets (random and active), a resume
+that repeats no finished run, a self-contained report with parity plots and errors by group and temperature,
+and the data-efficiency factor by log–log interpolation."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from mlpkit import study as study_module
 from mlpkit.cli import main
 from mlpkit.models import ModelConfig
 from mlpkit.report import efficiency_factor
+from mlpkit.selection import force_disagreement
+from mlpkit.transfer import transferred
 from mlpkit.study import RESULT_COLUMNS, StudyConfig, load_study_data, run_study
 from mlpkit.training import TrainConfig
 
 TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=2, warmup_epochs=1, batch_size=4)
-CONFIG = StudyConfig(sizes=(2, 4), seeds=(0, 1), inits=("scratch", "transfer"), train=TINY)
+CONFIG = StudyConfig(sizes=(2, 4), seeds=(0, 1), inits=("scratch", "transfer", "transfer-active"), train=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def test_results_have_one_row_per_size_seed_and_init(finished):
         table = list(csv.DictReader(stream))
     assert list(table[0]) == list(RESULT_COLUMNS)
     assert sorted((int(r["size"]), int(r["seed"]), r["init"]) for r in table) == sorted(
-        (size, seed, init) for size in (2, 4) for seed in (0, 1) for init in ("scratch", "transfer")
+        (size, seed, init) for size in (2, 4) for seed in (0, 1) for init in ("scratch", "transfer", "transfer-active")
     )
     assert all(0 < float(r["force_mae_ev_per_a"]) < 5 for r in table)
     assert all((out / r["checkpoint"]).exists() for r in table)
@@ -40,6 +43,23 @@ def test_results_have_one_row_per_size_seed_and_init(finished):
     assert document["config"]["sizes"] == [2, 4] and "jax" in document["versions"]
     page = (out / "report.html").read_text()
     assert "<script src=" not in page and "Plotly" in page  # plotly.js inlined: opens offline
+    assert "Parity on the Ge test set" in page and "by temperature" in page and "transfer-active, N = 4" in page
+    breakdown = document["breakdown"]
+    groups = {r["label"] for r in breakdown if r["kind"] == "group"}
+    assert groups == set(load_study_data(CONFIG)["ge_test"].group)  # every test group has its errors
+    assert all(r["frames"] > 0 and r["force_mae_ev_per_a"] > 0 for r in breakdown)
+
+
+def test_active_selection_takes_the_most_disputed_frames_nested(finished):
+    out, _ = finished
+    data = load_study_data(CONFIG)
+    source = study_module._source_model(CONFIG, data, out, progress=False, wait=False)
+    order = study_module.active_order(CONFIG, data, source, out)
+    disagreement = force_disagreement(transferred(source, CONFIG.transfer), data["ge_pool"])
+    assert sorted(order) == list(range(len(data["ge_pool"])))
+    assert disagreement[order[:4]].min() >= np.delete(disagreement, order[:4]).max()  # the top of the ranking
+    active = data["ge_pool"].select(order)
+    assert active.first(2) == active.first(4).first(2)  # nested: N = 2 ⊂ N = 4
 
 
 def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(finished, monkeypatch):
@@ -47,15 +67,15 @@ def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(
     calls = []
     original = study_module._cached_training
 
-    def counting(folder, payload, fit, *test_set):
-        return original(folder, payload, lambda: calls.append(payload) or fit(), *test_set)
+    def counting(folder, payload, fit, *args, **kwargs):
+        return original(folder, payload, lambda: calls.append(payload) or fit(), *args, **kwargs)
 
     monkeypatch.setattr(study_module, "_cached_training", counting)
     assert run_study(CONFIG, out, progress=False) == rows and calls == []
-    row = next(r for r in rows if r["size"] == 4 and r["init"] == "transfer")
+    row = next(r for r in rows if r["size"] == 4 and r["init"] == "transfer-active")
     (out / row["checkpoint"]).with_name("done.json").unlink()  # as if the study stopped during this run
     again = run_study(CONFIG, out, progress=False)
-    assert [(c["size"], c["init"]) for c in calls] == [(4, "transfer")]
+    assert [(c["size"], c["init"]) for c in calls] == [(4, "transfer-active")]
     assert len(again) == len(rows)
 
 

@@ -149,3 +149,70 @@ def test_frozen_blocks_do_not_change_during_training(silicon):
         assert same == (block in ("embedding", "readout")), block
     with pytest.raises(MlpkitError, match="unknown blocks to freeze"):
         dataclasses.replace(TINY, frozen_blocks=("everything",))
+
+
+def test_a_callback_returning_true_stops_after_that_epoch_with_the_best_so_far(silicon, tmp_path):
+    result = train(silicon.first(8), silicon.select([8, 9]), TINY, progress=False, checkpoint_path=tmp_path / "model.npz",
+                   callback=lambda epoch, metrics: epoch == 1)
+    assert [m["epoch"] for m in result.history] == [0, 1]
+    assert result.checkpoint.metadata["epochs_run"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # the resume state goes when training ends
+
+
+def interrupt_at(stop_epoch: int):
+    """A callback that interrupts training (like Ctrl-C) after ``stop_epoch``."""
+
+    def callback(epoch, metrics):
+        if epoch == stop_epoch:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(silicon, tmp_path):
+    train_set, validation_set = silicon.first(8), silicon.select([8, 9])
+    whole = train(train_set, validation_set, TINY, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(train_set, validation_set, TINY, progress=False, checkpoint_path=tmp_path / "model.npz", callback=interrupt_at(2))
+    assert (tmp_path / "model.resume.npz").exists()
+    seen = []
+    resumed = train(train_set, validation_set, TINY, progress=False, checkpoint_path=tmp_path / "model.npz",
+                    callback=lambda epoch, metrics: seen.append(epoch))
+    assert seen == [0, 1, 2, 3]  # finished epochs are replayed to the callback, then training goes on
+    same = jax.tree_util.tree_map(np.array_equal, whole.checkpoint.params, resumed.checkpoint.params)
+    assert all(jax.tree_util.tree_leaves(same))
+    assert [m["train_loss"] for m in whole.history[1:]] == [m["train_loss"] for m in resumed.history[1:]]
+    assert not (tmp_path / "model.resume.npz").exists()
+
+
+def test_a_resume_state_of_other_settings_is_ignored(silicon, tmp_path):
+    train_set, validation_set = silicon.first(8), silicon.select([8, 9])
+    with pytest.raises(KeyboardInterrupt):
+        train(train_set, validation_set, TINY, progress=False, checkpoint_path=tmp_path / "model.npz", callback=interrupt_at(1))
+    other = dataclasses.replace(TINY, learning_rate=1e-3, max_epochs=1)
+    with pytest.warns(UserWarning, match="resume state of another training run"):
+        result = train(train_set, validation_set, other, progress=False, checkpoint_path=tmp_path / "model.npz")
+    assert len(result.history) == 2
+
+
+def test_a_nan_loss_stops_training_naming_the_epoch_and_frames(silicon):
+    from mlpkit.errors import TrainingError
+
+    config = dataclasses.replace(TINY, learning_rate=1e30, gradient_clip=1e30, warmup_epochs=0)
+    with pytest.raises(TrainingError, match=r"at epoch \d+, batch \d+ of 2 \(training frames \[[\d, ]+\]\)"):
+        train(silicon.first(8), silicon.select([8, 9]), config, progress=False)
+
+
+def test_outlier_report_flags_unit_slips_and_training_warns(silicon):
+    from mlpkit.data import outlier_report
+
+    clean = silicon.first(12)
+    assert outlier_report(clean, cutoff_a=5.0) == []
+    broken = clean.select(np.arange(12))
+    broken.energy_ev[3] /= broken.n_atoms[3]  # an energy per atom stored as the total
+    broken.forces_ev_per_a[: broken.n_atoms[0]] *= 51.4  # Hartree/Bohr in eV/Å
+    broken.stress_ev_per_a3[5] /= units.GPa / 10  # kBar read as eV/Å³
+    found = {(o.frame, o.field) for o in outlier_report(broken)}
+    assert found == {(0, "forces"), (3, "energy"), (5, "stress")}
+    with pytest.warns(UserWarning, match="suspicious frame"):
+        train(broken, silicon.select([12, 13]), dataclasses.replace(TINY, max_epochs=1), progress=False)

@@ -8,6 +8,7 @@ from mlpkit.data.cache import load_npz, save_npz
 from mlpkit.data.dataset import Dataset, concatenate, from_frames, validate
 from mlpkit.data.extxyz import LabelKeys, read_extxyz, write_extxyz
 from mlpkit.data.mlearn import download_mlearn, read_mlearn
+from mlpkit.data.outliers import Outlier, outlier_report
 from mlpkit.data.splits import select_where, shuffled, train_val_split
 from mlpkit.errors import DataError
 
@@ -38,11 +39,13 @@ def load_dataset(path, keys: LabelKeys = LabelKeys()) -> Dataset:
 __all__ = [
     "Dataset",
     "LabelKeys",
+    "Outlier",
     "concatenate",
     "download_mlearn",
     "from_frames",
     "load_dataset",
     "load_npz",
+    "outlier_report",
     "read_extxyz",
     "read_mlearn",
     "save_npz",

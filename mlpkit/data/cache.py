@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 
 import numpy as np
@@ -23,7 +24,7 @@ def save_npz(dataset: Dataset, path) -> None:
 def load_npz(path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            version = int(archive["format_version"]) if "format_version" in archive else None
+            version = _version(archive["format_version"]) if "format_version" in archive else None
             if version != FORMAT_VERSION:
                 raise DataError(f"cache format {version}, this mlpkit reads {FORMAT_VERSION}", path=path, field="format_version")
             arrays = {}
@@ -35,12 +36,17 @@ def load_npz(path) -> Dataset:
         raise
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError, tokenize.TokenError) as error:  # numpy parses .npy headers as Python literals
         raise DataError(f"not a readable mlpkit cache: {error}", path=path) from None
     _check_shapes(arrays, path)
     dataset = Dataset(**arrays)
     validate(dataset, path)
     return dataset
+
+
+def _version(stored: np.ndarray) -> int | None:
+    """The format version if ``stored`` is one integer, else None (refused as an unknown version)."""
+    return int(stored) if stored.shape == () and stored.dtype.kind in "iu" else None
 
 
 def _check_shapes(arrays: dict, path) -> None:

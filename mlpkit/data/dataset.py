@@ -129,14 +129,24 @@ def from_frames(frames: list[Atoms], path=None) -> Dataset:
         forces_ev_per_a=np.concatenate(forces) if frames else np.zeros((0, 3)),
         stress_ev_per_a3=np.array(stresses, dtype=float).reshape(-1, 6),
         group=np.array([str(a.info.get("group", "")) for a in frames], dtype=str),
-        temperature_k=np.array([float(a.info.get("temperature_k", np.nan)) for a in frames]),
+        temperature_k=np.array([_temperature(a.info.get("temperature_k", np.nan), path, i) for i, a in enumerate(frames)]),
     )
     validate(dataset, path)
     return dataset
 
 
+def _temperature(value, path, frame) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"not a number: {value!r:.40}", path=path, frame=frame, field="temperature_k") from None
+
+
 def _voigt(stress, path, frame) -> np.ndarray:
-    stress = np.asarray(stress, dtype=float)
+    try:
+        stress = np.asarray(stress, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError("not numeric", path=path, frame=frame, field="stress") from None
     if stress.shape == (6,):
         return stress
     if stress.shape in ((3, 3), (9,)):
@@ -162,6 +172,10 @@ def validate(dataset: Dataset, path=None) -> None:
         for field, values in checks.items():
             if not np.isfinite(values).all():
                 raise DataError("contains NaN or infinity", path=path, frame=frame, field=field)
+        temperature = dataset.temperature_k[frame]
+        if np.isinf(temperature) or temperature < 0:
+            raise DataError(f"{temperature} K: must be a finite, non-negative temperature (or absent)", path=path, frame=frame,
+                            field="temperature_k")
         stress = dataset.stress_ev_per_a3[frame]
         if np.isfinite(stress).any() and not np.isfinite(stress).all():
             raise DataError("contains NaN or infinity", path=path, frame=frame, field="stress")

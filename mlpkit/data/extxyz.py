@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -26,6 +27,7 @@ def read_extxyz(path, keys: LabelKeys = LabelKeys()) -> Dataset:
     """Read every frame of an extxyz file; labels are looked up under ``keys``."""
     frames = []
     try:
+        _check_atom_counts(Path(path).read_bytes().decode().replace("\r\n", "\n").replace("\r", "\n").split("\n"), path)
         for index, atoms in enumerate(ase.io.iread(path, index=":", format="extxyz")):
             frames.append(_labelled(atoms, keys, path, index))
     except DataError:
@@ -37,6 +39,24 @@ def read_extxyz(path, keys: LabelKeys = LabelKeys()) -> Dataset:
     if not frames:
         raise DataError("holds no frames", path=path)
     return from_frames(frames, path)
+
+
+def _check_atom_counts(lines: list[str], path) -> None:
+    """Every frame's atom count fits the lines that follow it (ASE would skip ahead a count of 10⁹ line by line)."""
+    line, frame = 0, 0
+    while line < len(lines) and lines[line].strip():
+        try:
+            count = int(lines[line])
+        except ValueError:
+            raise DataError(f"line {line + 1}: expected the number of atoms, got {lines[line][:40]!r}", path=path, frame=frame,
+                            field="atom count") from None
+        if not 0 < count <= len(lines) - line - 2:
+            raise DataError(f"line {line + 1}: {count} atoms, but {len(lines) - line - 2} lines follow", path=path, frame=frame,
+                            field="atom count")
+        line += count + 2
+        while line < len(lines) and lines[line].lstrip().startswith("VEC"):
+            line += 1
+        frame += 1
 
 
 def _labelled(atoms, keys: LabelKeys, path, index):

@@ -3,6 +3,11 @@
 E = Σ_i [scale(Z_i) · model_i + shift(Z_i)]. The shift is the least-squares energy per atom of each
 element over the training set (E0), the scale the RMS force component on that element, so a fresh
 model starts with sensible energies and forces of the right size.
+
+A length scale s multiplies positions and cell before the model: E(r) = model(s·r). Transfer from Si
+to Ge uses s = a_Si / a_Ge so that the Si-trained radial filters see Ge bonds at Si lengths. Forces
+and stress still come from the shared transform, differentiating through the scaling, and the
+neighbour list must reach cutoff / s in real space (:func:`neighbor_cutoff_a`).
 """
 
 from __future__ import annotations
@@ -22,10 +27,22 @@ from mlpkit.potentials.base import Potential, energy_forces_stress
 
 @dataclasses.dataclass(frozen=True)
 class Normalisation:
-    """Per-element energy shift (eV/atom) and scale (eV), in the order of the element table."""
+    """Per-element energy shift (eV/atom) and scale (eV), in the order of the element table, and the
+    length scale applied to positions and cell before the model (dimensionless; 1 = none)."""
 
     shift_ev: tuple[float, ...]
     scale_ev: tuple[float, ...]
+    length_scale: float = 1.0
+
+    def arrays(self, dtype) -> dict:
+        """The normalisation as arrays: an argument of compiled programs rather than a constant in them."""
+        return {"shift_ev": np.asarray(self.shift_ev, dtype), "scale_ev": np.asarray(self.scale_ev, dtype),
+                "length_scale": np.asarray(self.length_scale, dtype)}
+
+
+def neighbor_cutoff_a(config: ModelConfig, normalisation: Normalisation) -> float:
+    """Real-space range (Å) a neighbour list must cover: the model's cutoff divided by the length scale."""
+    return config.cutoff_a / normalisation.length_scale
 
 
 def fit_normalisation(dataset: Dataset, table: ElementTable) -> Normalisation:
@@ -44,20 +61,32 @@ def fit_normalisation(dataset: Dataset, table: ElementTable) -> Normalisation:
     return Normalisation(tuple(float(s) for s in shift), tuple(scale))
 
 
-def member_energy_fn(config: ModelConfig, table: ElementTable, normalisation: Normalisation):
-    """``f(params, positions_a, cell_a, species, neighbors) -> eV`` for one set of parameters."""
+def normalised_energy_fn(config: ModelConfig, table: ElementTable):
+    """``f(params, normalisation_arrays, positions_a, cell_a, species, neighbors) -> eV`` for one set of
+    parameters, the normalisation given as :meth:`Normalisation.arrays`: one compiled program serves
+    every normalisation (every cell of a study)."""
     model = build_model(config, len(table))
     lookup = table.slot_lookup()
 
-    def energy(params, positions_a, cell_a, species, neighbors: Neighbors):
-        graph = build_graph(positions_a, cell_a, species, neighbors, lookup, config.cutoff_a)
-        dtype = positions_a.dtype
-        shift = jnp.asarray(normalisation.shift_ev, dtype)[graph.slot]
-        scale = jnp.asarray(normalisation.scale_ev, dtype)[graph.slot]
+    def energy(params, normalisation: dict, positions_a, cell_a, species, neighbors: Neighbors):
+        length_scale = normalisation["length_scale"]
+        graph = build_graph(positions_a * length_scale, cell_a * length_scale, species, neighbors, lookup, config.cutoff_a)
+        shift = jnp.asarray(normalisation["shift_ev"])[graph.slot]
+        scale = jnp.asarray(normalisation["scale_ev"])[graph.slot]
         per_atom = model.apply(params, graph) * scale + shift  # [N] eV
         return jnp.sum(jnp.where(graph.atom_mask, per_atom, 0.0))
 
     return energy
+
+
+def member_energy_fn(config: ModelConfig, table: ElementTable, normalisation: Normalisation):
+    """``f(params, positions_a, cell_a, species, neighbors) -> eV`` for one set of parameters."""
+    energy = normalised_energy_fn(config, table)
+
+    def fixed(params, positions_a, cell_a, species, neighbors: Neighbors):
+        return energy(params, normalisation.arrays(positions_a.dtype), positions_a, cell_a, species, neighbors)
+
+    return fixed
 
 
 def over_members(fn, in_axes: tuple):
@@ -102,9 +131,15 @@ def ensemble_potential(
 ) -> Potential:
     """A :class:`Potential` whose energy is the ensemble mean; runs MD like any other potential."""
     energy = over_members(member_energy_fn(config, table, normalisation), (0, None, None, None, None))
+    evaluate = ensemble_evaluator(config, table, normalisation)
 
     def mean_energy(positions_a, cell_a, species, neighbors):
         params = cast_params(stacked_params, positions_a.dtype)
         return jnp.mean(energy(params, positions_a, cell_a, species, neighbors))
 
-    return Potential(name=name, energy_fn=mean_energy, cutoff_a=config.cutoff_a, elements=table.symbols)
+    def member_forces(positions_a, cell_a, species, neighbors):
+        return evaluate(cast_params(stacked_params, positions_a.dtype), positions_a, cell_a, species, neighbors)[1]
+
+    ensemble = jax.tree_util.tree_leaves(stacked_params)[0].shape[0] > 1
+    return Potential(name=name, energy_fn=mean_energy, cutoff_a=neighbor_cutoff_a(config, normalisation), elements=table.symbols,
+                     member_forces_fn=member_forces if ensemble else None)

@@ -2,7 +2,8 @@
 
 Frames are binned by atom count rounded up to a multiple of ``ATOM_BUCKET`` (mlearn's 12–96 atoms give
 three shapes: 32, 64 and 96). Every frame of a data set shares one neighbour capacity M. A bucket's
-last batch is filled with empty frames (no atoms, weight zero).
+last batch is filled with empty frames (no atoms, weight zero). Buckets live on the default device;
+a batch is one compiled gather of their rows, so nothing is copied from the host per step.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def _stack(frames: list[dict]) -> Batch:
     return Batch(neighbors=neighbors, **fields)
 
 
+@jax.jit
+def _gather(stacked: Batch, rows) -> Batch:
+    return jax.tree_util.tree_map(lambda leaf: leaf[rows], stacked)
+
+
 class BatchPlan:
     """All frames of ``dataset`` padded once; yields :class:`Batch` es of ``batch_size`` frames.
 
@@ -111,7 +117,7 @@ class BatchPlan:
         for n, indices in self.buckets.items():
             self._row[indices] = np.arange(len(indices))
             members = [frames[i] for i in indices]
-            self._stacked[n] = _stack(members + [_empty_frame(members[0])])
+            self._stacked[n] = jax.device_put(_stack(members + [_empty_frame(members[0])]))
 
     def __len__(self) -> int:
         return sum(-(-len(idx) // self.batch_size) for idx in self.buckets.values())
@@ -119,14 +125,19 @@ class BatchPlan:
     def _batch(self, n_pad: int, indices: np.ndarray) -> Batch:
         rows = np.full(self.batch_size, len(self.buckets[n_pad]))  # the bucket's empty frame
         rows[: len(indices)] = self._row[indices]
-        return jax.tree_util.tree_map(lambda stacked: stacked[rows], self._stacked[n_pad])
+        return _gather(self._stacked[n_pad], rows)
 
     def batches(self, rng: np.random.Generator | None = None) -> Iterator[Batch]:
         """Every frame once; shuffled within buckets and in batch order when ``rng`` is given."""
+        for _, batch in self.indexed_batches(rng):
+            yield batch
+
+    def indexed_batches(self, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, Batch]]:
+        """As :meth:`batches`, each batch with the data set indices of its frames."""
         chunks = []
         for n_pad, indices in self.buckets.items():
             indices = rng.permutation(indices) if rng is not None else indices
             chunks += [(n_pad, indices[k:k + self.batch_size]) for k in range(0, len(indices), self.batch_size)]
         order = rng.permutation(len(chunks)) if rng is not None else range(len(chunks))
         for k in order:
-            yield self._batch(*chunks[k])
+            yield chunks[k][1], self._batch(*chunks[k])

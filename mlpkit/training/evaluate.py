@@ -14,7 +14,9 @@ from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import write_text_atomic
-from mlpkit.models.energy import cast_params, member_energy_fn, over_members
+from mlpkit.models import ModelConfig
+from mlpkit.models.energy import cast_params, neighbor_cutoff_a, normalised_energy_fn, over_members
+from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
 from mlpkit.training.loss import error_sums, metrics_from_sums, predict_batch
 
@@ -34,35 +36,75 @@ def member_metrics(sums_fn, stacked_params, plan: BatchPlan) -> list[dict]:
     return [metrics_from_sums({k: v[m] for k, v in total.items()}) for m in range(len(total["force_n"]))]
 
 
-@functools.lru_cache(maxsize=4)
-def _mean_sums_program(checkpoint: Checkpoint):
-    energy = over_members(member_energy_fn(checkpoint.config, checkpoint.table, checkpoint.normalisation), (0, None, None, None, None))
+@functools.lru_cache(maxsize=8)
+def member_sums_program(config: ModelConfig, table: ElementTable):
+    """Compiled ``f(stacked_params, normalisation_arrays, batch)`` -> error sums with a member axis; one per model."""
+    energy = normalised_energy_fn(config, table)
 
-    def mean_energy(params, *args):
-        return jnp.mean(energy(params, *args))
+    def sums(params, normalisation, batch):
+        return error_sums(predict_batch(lambda p, *args: energy(p, normalisation, *args), params, batch), batch)
 
-    return jax.jit(lambda params, batch: error_sums(predict_batch(mean_energy, params, batch), batch))
+    return jax.jit(over_members(sums, (0, None, None)))
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_sums_program(config: ModelConfig, table: ElementTable):
+    energy = over_members(normalised_energy_fn(config, table), (0, None, None, None, None, None))
+
+    def sums(params, normalisation, batch):
+        return error_sums(predict_batch(lambda p, *args: jnp.mean(energy(p, normalisation, *args)), params, batch), batch)
+
+    return jax.jit(sums)
+
+
+def _plan(checkpoint: Checkpoint, dataset: Dataset, batch_size: int) -> BatchPlan:
+    if len(dataset) == 0:
+        raise MlpkitError("the evaluation set has no frames")
+    checkpoint.table.check(dataset.species, "the evaluation set")
+    return BatchPlan(dataset, neighbor_cutoff_a(checkpoint.config, checkpoint.normalisation), batch_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _member_prediction_program(config: ModelConfig, table: ElementTable):
+    energy = normalised_energy_fn(config, table)
+
+    def predict(params, normalisation, batch):
+        return predict_batch(lambda p, *args: energy(p, normalisation, *args), params, batch)[:2]
+
+    return jax.jit(over_members(predict, (0, None, None)))
+
+
+def predict_members(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's energies [K, F] (eV) and forces [K, ΣN, 3] (eV/Å), frames and atoms in ``dataset`` order."""
+    plan = _plan(checkpoint, dataset, batch_size)
+    program = _member_prediction_program(checkpoint.config, checkpoint.table)
+    arrays = checkpoint.normalisation.arrays(np.float32)
+    params = cast_params(checkpoint.params, np.float32)
+    energies = np.zeros((checkpoint.ensemble_size, len(dataset)))
+    forces = np.zeros((checkpoint.ensemble_size, int(dataset.n_atoms.sum()), 3))
+    offsets = dataset.offsets
+    for frames, batch in plan.indexed_batches():
+        energy, force = jax.device_get(program(params, arrays, batch))  # [K, B], [K, B, N, 3]
+        for row, frame in enumerate(frames):
+            energies[:, frame] = energy[:, row]
+            forces[:, offsets[frame]:offsets[frame + 1]] = force[:, row, :dataset.n_atoms[frame]]
+    return energies, forces
 
 
 def evaluate(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> dict:
     """Errors of the ensemble-mean prediction on ``dataset`` (see :func:`~mlpkit.training.loss.metrics_from_sums`)."""
-    if len(dataset) == 0:
-        raise MlpkitError("the evaluation set has no frames")
-    checkpoint.table.check(dataset.species, "the evaluation set")
-    plan = BatchPlan(dataset, checkpoint.config.cutoff_a, batch_size)
-    params = cast_params(checkpoint.params, jnp.float32)
-    return metrics_from_sums(accumulate_sums(_mean_sums_program(checkpoint), params, plan))
+    program = _mean_sums_program(checkpoint.config, checkpoint.table)
+    arrays = checkpoint.normalisation.arrays(np.float32)
+    params = cast_params(checkpoint.params, np.float32)
+    return metrics_from_sums(accumulate_sums(lambda p, batch: program(p, arrays, batch), params, _plan(checkpoint, dataset, batch_size)))
 
 
 def evaluate_members(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> list[dict]:
     """Errors of each ensemble member on ``dataset``, one compiled program for all members."""
-    if len(dataset) == 0:
-        raise MlpkitError("the evaluation set has no frames")
-    checkpoint.table.check(dataset.species, "the evaluation set")
-    energy = member_energy_fn(checkpoint.config, checkpoint.table, checkpoint.normalisation)
-    sums = jax.jit(over_members(lambda params, batch: error_sums(predict_batch(energy, params, batch), batch), (0, None)))
-    plan = BatchPlan(dataset, checkpoint.config.cutoff_a, batch_size)
-    return member_metrics(sums, cast_params(checkpoint.params, np.float32), plan)
+    program = member_sums_program(checkpoint.config, checkpoint.table)
+    arrays = checkpoint.normalisation.arrays(np.float32)
+    return member_metrics(lambda p, batch: program(p, arrays, batch), cast_params(checkpoint.params, np.float32),
+                          _plan(checkpoint, dataset, batch_size))
 
 
 def history_csv(history: list[dict]) -> str:

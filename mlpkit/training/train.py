@@ -9,7 +9,9 @@ k of an ensemble reproduces a run with ``seeds=(k,)`` alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+import warnings
 from typing import Callable
 
 import jax
@@ -19,14 +21,18 @@ import optax
 from tqdm.auto import tqdm
 
 from mlpkit.checkpoint import Checkpoint, save_checkpoint
-from mlpkit.data.dataset import Dataset
-from mlpkit.errors import MlpkitError
+from mlpkit.data.dataset import ATOM_FIELDS, FRAME_FIELDS, Dataset
+from mlpkit.data.outliers import describe, outlier_report
+from mlpkit.errors import MlpkitError, TrainingError
 from mlpkit.models import BLOCKS, ModelConfig, init_params, parameter_blocks, params_mismatch
-from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, member_energy_fn, over_members
+from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, neighbor_cutoff_a, normalised_energy_fn, over_members
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
-from mlpkit.training.evaluate import member_metrics
-from mlpkit.training.loss import LossWeights, batch_loss, error_sums, predict_batch
+from mlpkit.training.evaluate import member_metrics, member_sums_program
+from mlpkit.training.loss import LossWeights, batch_loss, predict_batch
+from mlpkit.training.resume import (
+    TrainingState, fingerprint, load_resume_state, remove_resume_state, resume_path, save_resume_state,
+)
 
 MONITOR = "force_mae_ev_per_a"  # validation metric for early stopping and the best checkpoint
 
@@ -82,9 +88,13 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     )
 
 
-def _optimizer(config: TrainConfig, schedule):
-    """Adam after global-norm clipping on the trainable blocks; frozen blocks get zero updates."""
-    adam = optax.chain(optax.clip_by_global_norm(config.gradient_clip), optax.adam(schedule))
+def _optimizer(config: TrainConfig):
+    """Adam's direction after global-norm clipping on the trainable blocks; frozen blocks get zero updates.
+
+    The step size is not part of it: the learning rate is an argument of the compiled step, so one
+    program serves every schedule (every training-set size of a study).
+    """
+    adam = optax.chain(optax.clip_by_global_norm(config.gradient_clip), optax.scale_by_adam())
     if not config.frozen_blocks:
         return adam
 
@@ -98,24 +108,35 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def training_programs(config: TrainConfig, energy_fn, optimizer):
-    """The jit-compiled, member-vmapped training step and validation sums."""
+def training_programs(config: TrainConfig, table: ElementTable):
+    """(step, validation sums, optimiser): the jit-compiled, member-vmapped programs of ``config``.
 
-    def loss(params, batch):
-        return batch_loss(predict_batch(energy_fn, params, batch), batch, config.weights)
+    ``step(params, opt_state, ema, count, learning_rate, normalisation_arrays, batch)``. Cached on what
+    shapes the program (model, table, loss weights, EMA, clipping, frozen blocks): the learning rate and
+    the normalisation are arguments, so every run of a study with the same model reuses one compilation.
+    """
+    return _programs(config.model, table, config.weights, config.ema_decay, config.gradient_clip, config.frozen_blocks)
 
-    def step(params, opt_state, ema, count, batch):
-        value, grads = jax.value_and_grad(loss)(params, batch)
+
+@functools.lru_cache(maxsize=8)
+def _programs(model: ModelConfig, table: ElementTable, weights: LossWeights, ema_decay: float, gradient_clip: float,
+              frozen_blocks: tuple[str, ...]):
+    config = TrainConfig(model=model, weights=weights, ema_decay=ema_decay, gradient_clip=gradient_clip, frozen_blocks=frozen_blocks)
+    energy_fn = normalised_energy_fn(model, table)
+    optimizer = _optimizer(config)
+
+    def loss(params, normalisation, batch):
+        return batch_loss(predict_batch(lambda p, *args: energy_fn(p, normalisation, *args), params, batch), batch, weights)
+
+    def step(params, opt_state, ema, count, learning_rate, normalisation, batch):
+        value, grads = jax.value_and_grad(loss)(params, normalisation, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        decay = jnp.minimum(config.ema_decay, (1.0 + count) / (10.0 + count))  # short memory at the start
+        params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -learning_rate * u, updates))
+        decay = jnp.minimum(ema_decay, (1.0 + count) / (10.0 + count))  # short memory at the start
         ema = jax.tree_util.tree_map(lambda e, p: e + (1 - decay) * (p - e), ema, params)  # exact where p = e
         return params, opt_state, ema, value
 
-    def sums(params, batch):
-        return error_sums(predict_batch(energy_fn, params, batch), batch)
-
-    return jax.jit(over_members(step, (0, 0, 0, None, None))), jax.jit(over_members(sums, (0, None)))
+    return jax.jit(over_members(step, (0, 0, 0, None, None, None, None))), member_sums_program(model, table), optimizer
 
 
 def update_best(best, best_score, best_epoch, candidate, scores, epoch: int, patience_epochs: int):
@@ -140,7 +161,7 @@ def train(
     table: ElementTable | None = None,
     initial_params=None,
     normalisation: Normalisation | None = None,
-    callback: Callable[[int, dict], None] | None = None,
+    callback: Callable[[int, dict], bool | None] | None = None,
     checkpoint_path=None,
     progress: bool = True,
 ) -> TrainResult:
@@ -149,8 +170,12 @@ def train(
     ``initial_params`` (a stacked tree, e.g. a Si checkpoint's) replaces random initialisation: that is
     transfer learning. ``callback(epoch, metrics)`` runs after every epoch (epoch 0 = before training);
     metrics hold the learning rate, the training loss and the validation metrics averaged over members.
-    With ``checkpoint_path`` the best state so far is saved there (atomically) whenever it improves, so
-    an interrupted run keeps its best model.
+    A callback that returns True stops training after that epoch; the best state so far is returned.
+    With ``checkpoint_path`` the best state so far is saved there (atomically) whenever it improves, and
+    the whole training state after every epoch beside it (see :mod:`mlpkit.training.resume`): a call
+    with the same settings and data after an interruption resumes and gives the uninterrupted result.
+    Resumed epochs are replayed to ``callback`` first. A NaN or infinite loss raises
+    :class:`~mlpkit.errors.TrainingError` naming the epoch and the batch's frames.
     """
     start = time.perf_counter()
     if len(train_set) == 0 or len(validation_set) == 0:
@@ -159,10 +184,12 @@ def train(
     table.check(train_set.species, "the training set")
     table.check(validation_set.species, "the validation set")
     normalisation = normalisation or fit_normalisation(train_set, table)
+    _warn_about_outliers(train_set, validation_set, config.model.cutoff_a)
     dtype = np.float64 if config.float64 else np.float32
     with jax.enable_x64(config.float64):
-        train_plan = BatchPlan(train_set, config.model.cutoff_a, config.batch_size, dtype)
-        validation_plan = BatchPlan(validation_set, config.model.cutoff_a, config.batch_size, dtype)
+        cutoff_a = neighbor_cutoff_a(config.model, normalisation)
+        train_plan = BatchPlan(train_set, cutoff_a, config.batch_size, dtype)
+        validation_plan = BatchPlan(validation_set, cutoff_a, config.batch_size, dtype)
         if initial_params is None:
             initial_params = _stack([init_params(config.model, len(table), seed) for seed in config.seeds])
         problem = params_mismatch(initial_params, config.model, len(table))
@@ -173,60 +200,119 @@ def train(
         if n_members != len(config.seeds):
             raise MlpkitError(f"initial parameters hold {n_members} members, config.seeds {len(config.seeds)}")
         schedule = _schedule(config, len(train_plan))
-        optimizer = _optimizer(config, schedule)
-        step, sums = training_programs(config, member_energy_fn(config.model, table, normalisation), optimizer)
-        opt_state = jax.vmap(optimizer.init)(params)
-        ema = params
-        best = jax.device_get(params)
-        best_score = np.full(n_members, np.inf)
-        best_epoch = np.zeros(n_members, int)
-        history: list[dict] = []
-        rng = np.random.default_rng(config.data_seed)
-        count = 0
+        step, member_sums, optimizer = training_programs(config, table)
+        arrays = normalisation.arrays(dtype)
 
-        def best_checkpoint(epochs_run: int) -> Checkpoint:
-            metadata = {
-                "train_config": dataclasses.asdict(config),
-                "best_epoch": best_epoch.tolist(),
-                "best_validation_force_mae_ev_per_a": best_score.tolist(),
-                "training_frames": len(train_set),
-                "validation_frames": len(validation_set),
-                "epochs_run": epochs_run,
-            }
-            return Checkpoint(config.model, table, normalisation, best, metadata)
+        def run_step(params, opt_state, ema, count: int, batch):
+            learning_rate = jnp.asarray(schedule(count), dtype)
+            return step(params, opt_state, ema, jnp.asarray(count, dtype), learning_rate, arrays, batch)
 
-        bar = tqdm(range(config.max_epochs + 1), desc="training", unit="epoch", disable=not progress)
-        for epoch in bar:
-            losses = []
-            if epoch > 0:
-                for batch in train_plan.batches(rng):
-                    params, opt_state, ema, value = step(params, opt_state, ema, jnp.asarray(count, dtype), batch)
-                    losses.append(value)
-                    count += 1
-            members = member_metrics(sums, ema, validation_plan)
-            scores = np.array([m[MONITOR] for m in members])
-            best, best_score, best_epoch, improved = update_best(
-                best, best_score, best_epoch, jax.device_get(ema), scores, epoch, config.patience_epochs
-            )
-            if improved.any():
-                if checkpoint_path is not None:
-                    save_checkpoint(best_checkpoint(epoch), checkpoint_path)
-            metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
-            history.append(metrics)
-            bar.set_postfix(force_mae=f"{metrics[MONITOR]:.4f}", loss=f"{metrics['train_loss']:.3g}")
+        def sums(params, batch):
+            return member_sums(params, arrays, batch)
+
+        state = TrainingState(
+            epoch=-1, count=0, params=params, opt_state=jax.vmap(optimizer.init)(params), ema=params,
+            best=jax.device_get(params), best_score=np.full(n_members, np.inf), best_epoch=np.zeros(n_members, int),
+            rng_state=np.random.default_rng(config.data_seed).bit_generator.state, history=[], elapsed_s=0.0,
+        )
+        resume_file = resume_path(checkpoint_path) if checkpoint_path is not None else None
+        run_fingerprint = _run_fingerprint(config, table, normalisation, params, train_set, validation_set)
+        if resume_file is not None:
+            state = load_resume_state(resume_file, state, run_fingerprint) or state
+            start -= state.elapsed_s
+        for epoch, metrics in enumerate(state.history):
             if callback is not None:
                 callback(epoch, metrics)
-            if not (epoch - best_epoch < config.patience_epochs).any():
-                break
+
+        def best_checkpoint(state: TrainingState) -> Checkpoint:
+            metadata = {
+                "train_config": dataclasses.asdict(config),
+                "best_epoch": state.best_epoch.tolist(),
+                "best_validation_force_mae_ev_per_a": state.best_score.tolist(),
+                "training_frames": len(train_set),
+                "validation_frames": len(validation_set),
+                "epochs_run": state.epoch,
+            }
+            return Checkpoint(config.model, table, normalisation, state.best, metadata)
+
+        bar = tqdm(total=config.max_epochs + 1, initial=state.epoch + 1, desc="training", unit="epoch", disable=not progress)
+        stopped = False
+        while not stopped and state.epoch < config.max_epochs and _patience_left(state, config.patience_epochs):
+            state, improved = _epoch(state, run_step, sums, train_plan, validation_plan, config, schedule, start)
+            if improved.any() and checkpoint_path is not None:
+                save_checkpoint(best_checkpoint(state), checkpoint_path)
+            metrics = state.history[-1]
+            bar.update()
+            bar.set_postfix(force_mae=f"{metrics[MONITOR]:.4f}", loss=f"{metrics['train_loss']:.3g}")
+            stopped = callback is not None and callback(state.epoch, metrics) is True
+            if resume_file is not None:
+                save_resume_state(resume_file, state, run_fingerprint)
         bar.close()
-    checkpoint = best_checkpoint(epoch)
+    checkpoint = best_checkpoint(state)
     if checkpoint_path is not None:
         save_checkpoint(checkpoint, checkpoint_path)
-    return TrainResult(checkpoint, history, best_epoch, time.perf_counter() - start)
+        remove_resume_state(resume_file)
+    return TrainResult(checkpoint, state.history, state.best_epoch, time.perf_counter() - start)
+
+
+def _warn_about_outliers(train_set: Dataset, validation_set: Dataset, cutoff_a: float) -> None:
+    for name, dataset in (("training", train_set), ("validation", validation_set)):
+        outliers = outlier_report(dataset, cutoff_a)
+        if outliers:
+            warnings.warn(f"the {name} set: {describe(outliers)}; training goes on (see mlpkit.data.outlier_report)", stacklevel=3)
+
+
+def _patience_left(state: TrainingState, patience_epochs: int) -> bool:
+    """True before the first epoch and while some member improved within its patience."""
+    return state.epoch < 0 or bool((state.epoch - state.best_epoch < patience_epochs).any())
+
+
+def _epoch(state: TrainingState, step, sums, train_plan: BatchPlan, validation_plan: BatchPlan, config: TrainConfig,
+           schedule, start: float) -> tuple[TrainingState, np.ndarray]:
+    """One epoch (epoch 0: validation only): the next state and which members improved [K]."""
+    epoch, count = state.epoch + 1, state.count
+    params, opt_state, ema = state.params, state.opt_state, state.ema
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng_state
+    losses, frames = [], []
+    if epoch > 0:
+        for indices, batch in train_plan.indexed_batches(rng):
+            params, opt_state, ema, value = step(params, opt_state, ema, count, batch)
+            losses.append(value)
+            frames.append(indices)
+            count += 1
+        _check_finite(np.asarray(jax.device_get(losses)), frames, epoch)  # host stack: no compile per batch count
+    members = member_metrics(sums, ema, validation_plan)
+    scores = np.array([m[MONITOR] for m in members])
+    best, best_score, best_epoch, improved = update_best(
+        state.best, state.best_score, state.best_epoch, jax.device_get(ema), scores, epoch, config.patience_epochs
+    )
+    metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
+    next_state = TrainingState(epoch, count, params, opt_state, ema, best, best_score, best_epoch,
+                               rng.bit_generator.state, state.history + [metrics], metrics["elapsed_s"])
+    return next_state, improved
+
+
+def _check_finite(losses: np.ndarray, frames: list[np.ndarray], epoch: int) -> None:
+    """Refuse a NaN or infinite loss ``losses`` [batches, K], naming the first bad batch and its frames."""
+    bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
+    if bad.size:
+        first = int(bad[0])
+        raise TrainingError(
+            f"the training loss is {losses[first].tolist()} at epoch {epoch}, batch {first + 1} of {len(losses)} "
+            f"(training frames {sorted(map(int, frames[first]))}); lower the learning rate or inspect those frames "
+            "(mlpkit.data.outlier_report)"
+        )
+
+
+def _run_fingerprint(config, table, normalisation, params, train_set: Dataset, validation_set: Dataset) -> str:
+    data = [getattr(d, name) for d in (train_set, validation_set) for name in FRAME_FIELDS + ATOM_FIELDS]
+    return fingerprint(dataclasses.asdict(config), table.symbols, dataclasses.asdict(normalisation),
+                       *jax.tree_util.tree_leaves(params), *data)
 
 
 def _summary(epoch: int, members: list[dict], losses: list, learning_rate: float, elapsed_s: float) -> dict:
     summary = {key: float(np.mean([m[key] for m in members])) for key in members[0]}
-    loss = float(np.mean(jax.device_get(jnp.stack(losses)))) if losses else float("nan")
+    loss = float(np.mean(jax.device_get(losses))) if losses else float("nan")  # no jnp.stack: one compile per length
     return {"epoch": epoch, "train_loss": loss, "learning_rate": learning_rate, "elapsed_s": elapsed_s, **summary}
 

@@ -1,0 +1,128 @@
+"""Frames that are valid physics one by one but suspicious next to the rest of their set.
+
+:func:`~mlpkit.data.dataset.validate` refuses what cannot be physics (NaN, zero-volume cells, overlaps).
+This module finds what is probably a units or bookkeeping slip: an energy per atom stored as the
+total, Hartree or kcal/mol among eV, a stress in kBar or GPa read as eV/Å³, a cell in other units than
+the rest, a cell so small that the model's cutoff sees many periodic images. The thresholds sit far
+outside the spread of real sets (mlearn Si/Ge and the SW sets have energies within 13 robust spreads
+of their median, RMS forces within 2.5× the median, stresses under 25 GPa).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ase import units
+
+from mlpkit.data.dataset import Dataset
+
+ENERGY_SPREADS = 30.0  # robust spreads (1.4826 MAD) an energy per atom may lie from the set's typical one
+ENERGY_FLOOR_EV_PER_ATOM = 2.0  # ... and never flagged closer than this
+FORCE_RATIO = 20.0  # RMS force of a frame over the set's median RMS force
+FORCE_FLOOR_EV_PER_A = 5.0
+FORCE_LIMIT_EV_PER_A = 100.0  # any force component beyond this is implausible training data
+STRESS_LIMIT_GPA = 100.0
+DENSITY_RATIO = 3.0  # atoms per Å³ over the set's median
+
+
+@dataclasses.dataclass(frozen=True)
+class Outlier:
+    """Frame ``frame`` looks wrong in ``field`` for ``reason``."""
+
+    frame: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"frame {self.frame}, field {self.field!r}: {self.reason}"
+
+
+def outlier_report(dataset: Dataset, cutoff_a: float | None = None) -> list[Outlier]:
+    """Suspicious frames of ``dataset``, each with the field and the reason, in frame order.
+
+    With ``cutoff_a`` (Å) also the frames whose periodic cell is under half the cutoff across.
+    """
+    found = [*_energy_outliers(dataset), *_force_outliers(dataset), *_stress_outliers(dataset), *_density_outliers(dataset)]
+    if cutoff_a is not None:
+        found += _small_cells(dataset, cutoff_a)
+    return sorted(found, key=lambda outlier: outlier.frame)
+
+
+def describe(outliers: list[Outlier], path=None, limit: int = 5) -> str:
+    """One readable paragraph: how many suspicious frames, the first ``limit`` of them."""
+    where = f"{path}: " if path is not None else ""
+    shown = "; ".join(map(str, outliers[:limit]))
+    more = f"; and {len(outliers) - limit} more" if len(outliers) > limit else ""
+    return f"{where}{len(outliers)} suspicious frame(s): {shown}{more}"
+
+
+def _composition(dataset: Dataset) -> np.ndarray:
+    """[F, E] atoms of each element per frame."""
+    elements, slot = np.unique(dataset.species, return_inverse=True)
+    frame_of_atom = np.repeat(np.arange(len(dataset)), dataset.n_atoms)
+    counts = np.zeros((len(dataset), len(elements)))
+    np.add.at(counts, (frame_of_atom, slot), 1.0)
+    return counts
+
+
+def _energy_outliers(dataset: Dataset) -> list[Outlier]:
+    """Energies per atom far from the set's, after a least-squares energy per element."""
+    counts = _composition(dataset)
+    e0, *_ = np.linalg.lstsq(counts, dataset.energy_ev, rcond=None)
+    residual = (dataset.energy_ev - counts @ e0) / dataset.n_atoms  # [F] eV/atom
+    typical = np.median(residual)
+    spread = 1.4826 * np.median(np.abs(residual - typical))
+    limit = max(ENERGY_SPREADS * spread, ENERGY_FLOOR_EV_PER_ATOM)
+    outliers = []
+    for frame in np.flatnonzero(np.abs(residual - typical) > limit):
+        per_atom = dataset.energy_ev[frame] / dataset.n_atoms[frame]
+        reference = (counts[frame] @ e0) / dataset.n_atoms[frame] + typical
+        hint = ("it looks like an energy per atom stored as the total" if abs(dataset.energy_ev[frame] - reference) < 1.0
+                else "energy per atom stored as the total, other units (Hartree, kcal/mol) or another reference energy?")
+        outliers.append(Outlier(int(frame), "energy", f"{per_atom:.4g} eV/atom where the set has about {reference:.4g}: {hint}"))
+    return outliers
+
+
+def _force_outliers(dataset: Dataset) -> list[Outlier]:
+    offsets = dataset.offsets
+    squares = np.add.reduceat(np.sum(dataset.forces_ev_per_a ** 2, axis=1), offsets[:-1]) if len(dataset) else np.zeros(0)
+    rms = np.sqrt(squares / (3 * dataset.n_atoms))  # [F] eV/Å
+    largest = np.maximum.reduceat(np.abs(dataset.forces_ev_per_a).max(axis=1), offsets[:-1]) if len(dataset) else np.zeros(0)
+    limit = max(FORCE_RATIO * np.median(rms), FORCE_FLOOR_EV_PER_A) if len(dataset) else np.inf
+    outliers = []
+    for frame in np.flatnonzero((rms > limit) | (largest > FORCE_LIMIT_EV_PER_A)):
+        outliers.append(Outlier(int(frame), "forces", f"RMS force {rms[frame]:.3g} eV/Å, largest component {largest[frame]:.3g} eV/Å, "
+                                f"where the set's median RMS is {np.median(rms):.3g}: other units (Hartree/Bohr, kcal/mol/Å) or a failed calculation?"))
+    return outliers
+
+
+def _stress_outliers(dataset: Dataset) -> list[Outlier]:
+    largest_gpa = np.nan_to_num(np.abs(dataset.stress_ev_per_a3)).max(axis=1, initial=0.0) / units.GPa
+    return [
+        Outlier(int(frame), "stress", f"{largest_gpa[frame]:.3g} GPa, beyond any plausible load: kBar or GPa read as eV/Å³?")
+        for frame in np.flatnonzero(largest_gpa > STRESS_LIMIT_GPA)
+    ]
+
+
+def _density_outliers(dataset: Dataset) -> list[Outlier]:
+    """Periodic frames much denser than the set's median: a cell in other units (Bohr, nm) than the rest."""
+    periodic = dataset.pbc.all(axis=1)
+    density = np.where(periodic, dataset.n_atoms / np.abs(np.linalg.det(dataset.cell_a)), np.nan)  # [F] atoms/Å³
+    if not periodic.any():
+        return []
+    typical = np.nanmedian(density)
+    return [
+        Outlier(int(frame), "cell", f"{density[frame]:.3g} atoms/Å³, {density[frame] / typical:.1f}× the set's median: cell too small (other units?)")
+        for frame in np.flatnonzero(density > DENSITY_RATIO * typical)
+    ]
+
+
+def _small_cells(dataset: Dataset, cutoff_a: float) -> list[Outlier]:
+    heights = 1.0 / np.linalg.norm(np.linalg.inv(dataset.cell_a), axis=1)  # [F, 3] Å between opposite faces
+    shortest = np.where(dataset.pbc, heights, np.inf).min(axis=1)
+    return [
+        Outlier(int(frame), "cell", f"periodic cell only {shortest[frame]:.3g} Å across, under half the {cutoff_a:g} Å cutoff: "
+                                    "each atom meets many images of itself (cell in other units, or a molecule marked periodic?)")
+        for frame in np.flatnonzero(shortest < cutoff_a / 2)
+    ]

@@ -1,0 +1,23 @@
+"""Interactive pieces of the tutorials: Run/Stop panels, live plotly figures, an nglview structure view.
+
+The logic lives in plain functions and classes (``Job``, the ``record_*`` figure updates,
+``colour_bins``) so that it is tested without a browser or kernel; the notebooks
+only put them together.
+"""
+
+from mlpkit.viz.figures import (add_parity, learning_curves_figure, md_figure, parity_figure, record_epoch, record_md_frame,
+                                set_learning_curves, training_figure)
+from mlpkit.viz.jobs import Job
+from mlpkit.viz.md_runs import compare_md, force_error_per_atom
+from mlpkit.viz.panel import RunPanel
+from mlpkit.viz.settings import PRETRAINED_SI, TutorialConfig, pretrained_si, quick_mode, tutorial_config
+from mlpkit.viz.structure import StructureView, colour_bins
+from mlpkit.viz.training_runs import (TRANSFER_OPTIONS, compare_inits, epoch_callback, force_predictions, learning_curve,
+                                      rows_on_test_set, train_ge)
+
+__all__ = [
+    "Job", "PRETRAINED_SI", "RunPanel", "StructureView", "TRANSFER_OPTIONS", "TutorialConfig", "add_parity", "colour_bins",
+    "compare_inits", "compare_md", "epoch_callback", "force_error_per_atom", "force_predictions",
+    "learning_curve", "learning_curves_figure", "md_figure", "parity_figure", "pretrained_si", "quick_mode", "record_epoch",
+    "record_md_frame", "rows_on_test_set", "set_learning_curves", "tutorial_config", "train_ge", "training_figure",
+]

@@ -1,0 +1,124 @@
+"""Plotly figures that grow while work runs: training curves, MD thermodynamics, parity, learning curves.
+
+Each ``*_figure`` returns a ``FigureWidget`` (``widget=True``, live in a notebook) or a plain ``Figure``;
+the ``record_*`` / ``add_*`` functions append to either, so they are tested without a browser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mlpkit.report import learning_curve_figure
+
+PALETTE = plotly.colors.qualitative.Plotly
+
+
+def _new(figure: go.Figure, widget: bool) -> go.Figure:
+    figure.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 40})
+    return go.FigureWidget(figure) if widget else figure
+
+
+def _series(figure: go.Figure, name: str, panel: str, row: int = 1, col: int = 1, **style):
+    """The trace of run ``name`` in ``panel``, added on first use; one colour per run across panels."""
+    for trace in figure.data:
+        if trace.meta == f"{name}/{panel}":
+            return trace
+    runs = list(dict.fromkeys(t.legendgroup for t in figure.data))
+    colour = PALETTE[(runs.index(name) if name in runs else len(runs)) % len(PALETTE)]
+    first = name not in runs
+    figure.add_trace(
+        go.Scatter(x=[], y=[], name=name, legendgroup=name, showlegend=first, meta=f"{name}/{panel}",
+                   mode="lines", line={"color": colour}, **style),
+        row=row, col=col,
+    )
+    return figure.data[-1]
+
+
+def _append(trace, x, y) -> None:
+    trace.x = (*(trace.x or ()), *np.atleast_1d(x).tolist())
+    trace.y = (*(trace.y or ()), *np.atleast_1d(y).tolist())
+
+
+def training_figure(widget: bool = True) -> go.Figure:
+    """Training loss and validation force MAE (eV/Å) against epoch, log scales, one colour per run."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation force MAE (eV/Å)"))
+    figure.update_yaxes(type="log")
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(height=330)
+    return _new(figure, widget)
+
+
+def record_epoch(figure: go.Figure, name: str, metrics: dict) -> None:
+    """Add one epoch of ``train``'s callback metrics to run ``name`` (epoch 0 has no training loss yet)."""
+    with figure.batch_update():
+        if np.isfinite(metrics["train_loss"]):
+            _append(_series(figure, name, "loss", 1, 1), metrics["epoch"], metrics["train_loss"])
+        _append(_series(figure, name, "force", 1, 2), metrics["epoch"], metrics["force_mae_ev_per_a"])
+
+
+MD_PANELS = (("temperature", "T (K)"), ("potential", "E_pot (eV/atom)"), ("total", "E_tot (eV/atom)"))
+
+
+def md_figure(widget: bool = True) -> go.Figure:
+    """Temperature, potential and total energy per atom against time (ps), one colour per run."""
+    figure = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05)
+    for row, (_, title) in enumerate(MD_PANELS, start=1):
+        figure.update_yaxes(title_text=title, row=row, col=1)
+    figure.update_xaxes(title_text="time (ps)", row=3, col=1)
+    figure.update_layout(height=480)
+    return _new(figure, widget)
+
+
+def record_md_frame(figure: go.Figure, name: str, frame, n_atoms: int, dt_fs: float) -> None:
+    """Append the per-step values of one MD chunk (an ``MDFrame``) to run ``name``."""
+    steps = np.arange(frame.step - len(frame.potential_energy_ev) + 1, frame.step + 1)
+    time_ps = steps * dt_fs / 1000.0
+    potential = frame.potential_energy_ev / n_atoms
+    values = (frame.temperature_k, potential, potential + frame.kinetic_energy_ev / n_atoms)
+    with figure.batch_update():
+        for row, ((panel, _), y) in enumerate(zip(MD_PANELS, values), start=1):
+            _append(_series(figure, name, panel, row, 1), time_ps, y)
+
+
+def parity_figure(widget: bool = True) -> go.Figure:
+    """Predicted against reference force components (eV/Å); points on the diagonal are exact."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[], y=[], mode="lines", name="exact", meta="diagonal", line={"color": "grey", "dash": "dot"}))
+    figure.update_layout(xaxis_title="reference force component (eV/Å)", yaxis_title="predicted (eV/Å)", height=420, width=520)
+    return _new(figure, widget)
+
+
+def add_parity(figure: go.Figure, name: str, reference, predicted) -> None:
+    """Add one model's force components, labelled with their MAE, and stretch the diagonal over all points."""
+    reference, predicted = np.ravel(reference), np.ravel(predicted)
+    mae = float(np.mean(np.abs(predicted - reference)))
+    with figure.batch_update():
+        colour = PALETTE[(len(figure.data) - 1) % len(PALETTE)]
+        figure.add_trace(go.Scattergl(x=reference, y=predicted, mode="markers", name=f"{name} (MAE {mae:.3f} eV/Å)",
+                                      marker={"size": 3, "opacity": 0.5, "color": colour}))
+        points = np.concatenate([np.ravel(t.x) for t in figure.data[1:]] + [np.ravel(t.y) for t in figure.data[1:]])
+        low, high = float(points.min()), float(points.max())
+        figure.data[0].x, figure.data[0].y = (low, high), (low, high)
+
+
+def set_learning_curves(figure: go.Figure, rows: list[dict], metric: str = "force_mae_ev_per_a") -> None:
+    """Show ``rows`` (``mlpkit.study`` result rows) as :func:`mlpkit.report.learning_curve_figure` does."""
+    target = learning_curve_figure(rows, metric)
+    with figure.batch_update():
+        figure.update_layout(xaxis=target.layout.xaxis, yaxis=target.layout.yaxis)
+        for new in target.data:
+            old = next((t for t in figure.data if t.name == new.name), None)
+            if old is None:
+                figure.add_trace(new)
+            else:
+                old.x, old.y, old.error_y = new.x, new.y, new.error_y
+
+
+def learning_curves_figure(widget: bool = True) -> go.Figure:
+    """An empty learning-curve figure for :func:`set_learning_curves`."""
+    figure = learning_curve_figure([])
+    figure.update_layout(height=380)
+    return _new(figure, widget)

@@ -1,0 +1,59 @@
+"""A control panel: widgets for the settings, Run and Stop buttons, a status line, and the outputs it drives."""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Callable, Mapping
+
+import ipywidgets as widgets
+
+from mlpkit.viz.jobs import FAILED, RUNNING, Job
+from mlpkit.viz.settings import quick_mode
+
+
+class RunPanel:
+    """Runs ``work(settings, job)`` with the values of ``controls`` (read once, at start).
+
+    Run is disabled while a run is going, so a second press cannot start a second run on the same
+    figures; Stop asks the work to stop after its current step and keeps what it has done.
+    ``run()`` is what a notebook cell calls: in the background normally, to the end in quick mode
+    (tests need the results before the next cell).
+    """
+
+    def __init__(self, work: Callable[[Mapping[str, Any], Job], Any], controls: Mapping[str, widgets.ValueWidget] | None = None,
+                 outputs=(), title: str = ""):
+        self.work = work
+        self.controls = dict(controls or {})
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
+        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.status = widgets.HTML(value="ready")
+        self.run_button.on_click(lambda _: self.run(wait=False))
+        self.stop_button.on_click(lambda _: self.job.stop())
+        self.job = Job(on_change=self._refresh)
+        header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
+        buttons = widgets.HBox([self.run_button, self.stop_button, self.status])
+        self.widget = widgets.VBox([*header, *self.controls.values(), buttons, *outputs])
+
+    def settings(self) -> dict[str, Any]:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def run(self, wait: bool | None = None) -> None:
+        """Start a run with the current settings; ``wait`` (default: quick mode) runs it to the end first.
+
+        Does nothing while a run is going.
+        """
+        wait = quick_mode() if wait is None else wait
+        self.job.start(self.work, self.settings(), background=not wait)
+
+    @property
+    def result(self):
+        return self.job.result
+
+    def _refresh(self, job: Job) -> None:
+        self.run_button.disabled = job.running
+        self.stop_button.disabled = job.state != RUNNING
+        colour = "#b00020" if job.state == FAILED else "inherit"
+        self.status.value = f'<span style="color:{colour}">{html.escape(job.status)}</span>'
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

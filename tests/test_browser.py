@@ -1,0 +1,159 @@
+"""Notebook 00 in a real browser: JupyterLab serves it, headless Chromium runs every cell, and the plotly
+figures, the widget controls and the nglview 3D canvas render (offline, with no console errors)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+NOTEBOOK = "00_quick_tour.ipynb"
+RUN_TIMEOUT_S = 600
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs it (apt-get install chromium)", pytrace=False)
+    pytest.skip(f"no headless Chromium at {CHROMIUM} (apt-get install chromium); the browser test needs it",
+                allow_module_level=True)
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright  # noqa: E402  (only once Chromium is known to be there)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab on 127.0.0.1 with a token, serving a copy of the notebook (autosave never touches the repository)."""
+    root = tmp_path / "root"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / "notebooks" / NOTEBOOK)
+    config = tmp_path / "jupyter-config"
+    (config / "labconfig").mkdir(parents=True)
+    # no network: no news or update checks from JupyterLab
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    # every cell in the page (no virtual scrolling), so that all outputs can be inspected
+    settings = tmp_path / "user-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "MLPKIT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(config),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ipython")}
+    log = open(tmp_path / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.extension_manager=readonly",
+         f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except (OSError, http.client.HTTPException):
+                if server.poll() is not None:
+                    pytest.fail(f"JupyterLab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+                time.sleep(1)
+        yield f"{url}/lab/tree/notebooks/{NOTEBOOK}?token={token}&reset"
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+
+RUN_ALL_WHEN_READY = """async () => {
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    if (!panel || !panel.sessionContext) return false;
+    await panel.sessionContext.ready;
+    const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+    if (!kernel || kernel.connectionStatus !== 'connected' || kernel.status !== 'idle') return false;
+    app.commands.execute('notebook:run-all-cells');  // not awaited: it settles when every cell has run
+    return true;
+}"""
+
+
+def run_all(page, attempts: int = 20) -> None:
+    """Run All once the notebook's kernel is connected and idle (retried: a kernel that is still connecting drops it)."""
+    for _ in range(attempts):
+        if page.evaluate(RUN_ALL_WHEN_READY):
+            try:
+                page.wait_for_function(STARTED, timeout=20_000)
+                return
+            except PlaywrightTimeout:
+                pass
+        page.wait_for_timeout(3000)
+    pytest.fail("the notebook never started running")
+
+
+ALL_CELLS_DONE = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent);
+    const busy = document.querySelector('.jp-Notebook-ExecutionIndicator[data-status="busy"]');
+    const failed = [...document.querySelectorAll('.jp-OutputArea-output')].some(o => o.textContent.includes('Traceback'));
+    return prompts.length > 0 && !busy && (failed || prompts.every(p => /\\[\\d+\\]/.test(p)));
+}"""
+
+
+def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
+    errors = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        screenshot = tmp_path / "notebook_00.png"
+        try:
+            page.goto(lab)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the current widget
+            run_all(page)
+            page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
+            page.wait_for_timeout(3000)  # let the last widget messages render
+
+            failed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+            tracebacks = [text for text in failed if "Error" in text and "Traceback" in text]
+            assert not tracebacks, tracebacks[0][-2000:]
+            assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
+            assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() >= 1
+            assert page.locator(".jupyter-widgets button", has_text="Run").count() >= 2
+            ngl_canvases = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output canvas')]
+                .filter(c => !c.closest('.js-plotly-plot'))
+                .filter(c => c.getBoundingClientRect().width > 200 && c.getBoundingClientRect().height > 150).length""")
+            assert ngl_canvases >= 1, "the nglview canvas did not render"
+        finally:
+            page.set_viewport_size({"width": 1400, "height": 6000})  # JupyterLab scrolls inside the page: grow it
+            page.wait_for_timeout(2000)
+            page.evaluate("() => document.querySelectorAll('.jp-WindowedPanel-outer').forEach(e => e.scrollTo(0, 0))")
+            page.screenshot(path=str(screenshot), full_page=True)
+            print(f"screenshot: {screenshot}")
+            browser.close()
+    assert not errors, f"browser console errors: {errors}"
