@@ -12,6 +12,7 @@ import argparse
 import collections
 import tempfile
 import time
+from pathlib import Path
 
 import jax
 from jax import monitoring
@@ -30,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50, 100])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", help="keep the study here (it must not exist yet); default: a temporary folder")
     parser.add_argument("--smoke", action="store_true", help="one size, one seed: checks the script runs")
     args = parser.parse_args()
     sizes, seeds = ([5], 1) if args.smoke else (args.sizes, args.seeds)
@@ -44,7 +46,10 @@ def main() -> None:
     monitoring.register_event_duration_secs_listener(listen)
     print(f"machine: {cpu_name()}, {jax.devices()[0].platform}, jax {jax.__version__}; "
           f"quick SW study, sizes {sizes}, {seeds} seeds, scratch and transfer")
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or scratch
+        if Path(out, "runs").exists():
+            raise SystemExit(f"{out} already holds a study: its cached runs would not be timed")
         start = time.perf_counter()
         mlpkit_main(["study", "--data", "sw", "--quick", "--sizes", *map(str, sizes), "--seeds", str(seeds),
                      "--out", out, "--no-progress"])

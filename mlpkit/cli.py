@@ -172,6 +172,8 @@ def _md_structure(args, potential):
         except Exception as error:  # ASE raises many types for unreadable files
             raise MlpkitError(f"{args.structure}: cannot read a structure ({error})") from error
     element = args.element or (potential.elements or ("Si",))[0]
+    if args.supercell < 1:
+        raise MlpkitError(f"--supercell must be at least 1, got {args.supercell}")
     return diamond(element, (args.supercell,) * 3)
 
 
@@ -299,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--thermostat", choices=["langevin", "nose-hoover"], default="langevin")
     md.add_argument("--dt", type=float, default=1.0, help="time step, fs (default 1)")
     md.add_argument("--structure", help="starting structure (any ASE-readable file); default: diamond supercell")
-    md.add_argument("--element", help="element of the default diamond supercell (default: the potential's)")
+    md.add_argument("--element", choices=["Si", "Ge"], help="element of the default diamond supercell (default: the potential's)")
     md.add_argument("--supercell", type=int, default=2, help="repeats of the 8-atom cubic cell (default 2: 64 atoms)")
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--chunk", type=int, default=20, help="steps per compiled chunk, and per thermo row (default 20)")

@@ -29,6 +29,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from mlpkit.analysis.reference import MLEARN_GROUND_STATE
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
@@ -39,7 +40,7 @@ from mlpkit.training.train import TrainConfig, TrainResult, train
 # Diamond lattice constants (Å) of each reference: SW at its pair minimum, DFT from the mlearn ground states
 DIAMOND_LATTICE_A = {
     "sw": {element: SW_PARAMETERS[element].lattice_constant_a for element in ("Si", "Ge")},
-    "mlearn": {"Si": 5.4687, "Ge": 5.7542},
+    "mlearn": {element: values["a0_angstrom"] for element, values in MLEARN_GROUND_STATE.items()},
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import dataclasses
 
+from mlpkit.errors import MlpkitError
 from mlpkit.md import MDConfig, MDInstability, StabilityLimits, first_failure, run_md, sample_configurations
 from mlpkit.md.output import RunFolder
 from mlpkit.md.replicas import run_replicas, stability_summary
@@ -183,7 +184,7 @@ def test_a_resumed_run_continues_bit_for_bit(tmp_path):
     run(tmp_path / "part", 3, resume=point)
     assert part.thermo_path.read_bytes() == whole.thermo_path.read_bytes()
     assert part.trajectory_path.read_bytes() == whole.trajectory_path.read_bytes()
-    with pytest.raises(Exception, match="other settings"):
+    with pytest.raises(MlpkitError, match="other settings"):
         RunFolder(tmp_path / "part", atoms, {"test": 2}, config.dt_fs).resume_point()
 
 

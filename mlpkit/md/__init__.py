@@ -2,6 +2,8 @@
 stability monitor, replicas, and trajectory output that a run can resume from."""
 
 from mlpkit.md.integrators import MDState, langevin_baoab, nose_hoover_chain, velocity_verlet
+from mlpkit.md.output import RunFolder
+from mlpkit.md.replicas import run_replicas, stability_summary
 from mlpkit.md.run import MDConfig, MDError, MDFrame, MDInstability, ResumePoint, THERMOSTATS, run_md
 from mlpkit.md.sampling import sample_configurations
 from mlpkit.md.stability import Failure, StabilityLimits, first_failure
@@ -16,8 +18,11 @@ __all__ = [
     "MDFrame",
     "MDInstability",
     "ResumePoint",
+    "RunFolder",
     "THERMOSTATS",
     "run_md",
+    "run_replicas",
+    "stability_summary",
     "sample_configurations",
     "Failure",
     "StabilityLimits",

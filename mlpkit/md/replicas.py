@@ -37,6 +37,8 @@ def run_replicas(
     failures = [None] * len(pairs)
     for _, failures in simulate(potential, atoms, n_chunks, config, np.array([t for t, _ in pairs]), points, limits, progress):
         pass
+    # the last chunk may reach past duration_fs: a failure there came after the time asked about
+    failures = [f if f is not None and f.time_fs <= duration_fs else None for f in failures]
     return [
         {"temperature_k": t, "seed": s, "stable": failure is None,
          "time_to_failure_fs": duration_fs if failure is None else failure.time_fs,

@@ -121,7 +121,7 @@ def _min_distance_a(positions_a, cell_a, neighbors: Neighbors):
     return jnp.min(distances)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)  # bounded: each entry holds a compiled program and its potential's parameters
 def _chunk_fn(potential: Potential, config: MDConfig, degrees_of_freedom: int):
     """One compiled chunk of ``config.chunk_steps`` steps for R replicas (the temperature is an argument)."""
     evaluate = energy_forces_stress(potential.energy_fn)
@@ -183,8 +183,10 @@ def _select(mask, new, old):
     return jax.tree_util.tree_map(lambda a, b: np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-def _pressure_gpa(state: MDState, kinetic_ev, cell_a) -> np.ndarray:
-    """P = (2 E_kin / 3 − V tr σ / 3) / V; ASE's σ is tensile positive. [R]"""
+def _pressure_gpa(state: MDState, kinetic_ev, cell_a, pbc) -> np.ndarray:
+    """P = (2 E_kin / 3 − V tr σ / 3) / V; ASE's σ is tensile positive. [R]; NaN without a periodic cell."""
+    if not np.all(pbc):
+        return np.full(np.shape(kinetic_ev), np.nan)
     volume_a3 = abs(np.linalg.det(cell_a))
     trace = np.trace(state.stress_ev_per_a3, axis1=-2, axis2=-1)
     return (2 * kinetic_ev / 3 / volume_a3 - trace / 3) / units.GPa
@@ -267,7 +269,7 @@ def simulate(
             reference = np.asarray(state.positions_a)
             capacity, neighbors = lists(reference)
         kinetic = traces["kinetic_energy_ev"]
-        pressure = _pressure_gpa(state, kinetic[:, -1], cell)
+        pressure = _pressure_gpa(state, kinetic[:, -1], cell, atoms.pbc)
         frames = [
             _frame(step, jax.tree_util.tree_map(lambda leaf: leaf[r], state), {k: v[r] for k, v in traces.items()},
                    n_dof, float(pressure[r]), float(spread[r]),
@@ -323,6 +325,8 @@ def run_md(
     first chunk with a failed step; every frame yielded before it is good.
     """
     start_k = initial_temperature_k if initial_temperature_k is not None else (config.temperature_k or 0.0)
+    if atoms.get_momenta().any():  # the structure brings its own velocities, and so its temperature
+        start_k = float(temperature_k(kinetic_energy_ev(atoms.get_momenta(), atoms.get_masses()), config.degrees_of_freedom(len(atoms))))
     point = resume or start(potential, atoms, config, seed, start_k)
     reference_k = config.temperature_k if config.temperature_k is not None else start_k
     for frames, failures in simulate(potential, atoms, n_chunks, config, np.array([reference_k]), [point],

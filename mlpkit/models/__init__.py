@@ -47,14 +47,6 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise MlpkitError(f"unknown model settings {unknown}")
-        return cls(**values)
-
 
 def build_model(config: ModelConfig, n_elements: int):
     """The Flax module of ``config`` for a table of ``n_elements`` elements."""

@@ -50,7 +50,7 @@ class Job:
                 return False
             self._stop.clear()
             self._done.clear()
-            self.state, self.progress, self.result, self.error = RUNNING, "", None, None
+            self.state, self.progress, self.result, self.error, self.traceback = RUNNING, "", None, None, ""
             self.settings = MappingProxyType(dict(settings))
         self._notify()
         if background:
@@ -89,16 +89,14 @@ class Job:
 
     def _run(self, work) -> None:
         try:
-            self.result = work(self.settings, self)
-        except Exception as error:  # a failed run must leave the panel usable, not kill the thread silently
-            self.error = error
-            self.state = FAILED
-            self.traceback = traceback.format_exc()
-        else:
-            self.state = STOPPED if self._stop.is_set() else FINISHED
-        finally:
-            self._done.set()
-            self._notify()
+            result, error, trace = work(self.settings, self), None, ""
+        except Exception as caught:  # a failed run must leave the panel usable, not kill the thread silently
+            result, error, trace = None, caught, traceback.format_exc()
+        with self._lock:  # one transition, so a Stop pressed as the work ends cannot leave it "stopping" for good
+            self.result, self.error, self.traceback = result, error, trace
+            self.state = FAILED if error is not None else STOPPED if self._stop.is_set() else FINISHED
+        self._notify()  # the panel is refreshed before anyone waiting is released
+        self._done.set()
 
     def _notify(self) -> None:
         if self.on_change is not None:
