@@ -80,15 +80,18 @@ def compute_properties(potential, element: str | None = None, config: PropertyCo
 
     Returns a JSON-ready dict with the :data:`TABLE_KEYS` (a0 from the equation of state; everything else
     at that a0), ``elastic_matrix_gpa`` (6×6, relaxed), ``phonon_thz`` (Γ, X, L: all six branches) and
-    ``potential``, ``element``, ``config``, and ``failures``: property → why it is None (a vacancy that
-    did not relax within the step limit).
+    ``potential``, ``element``, ``config``, and ``failures``: property → why it is None (a strained cell
+    or a vacancy that did not relax within the step limit).
     """
     calculator = potential if isinstance(potential, Calculator) else calculator_for(potential)
     element = _element_of(calculator, element)
     eos = equation_of_state(calculator, element, span=config.eos_span, n_points=config.eos_points)
-    elastic = elastic_constants(calculator, element, eos.a0_a, config.strain, config.elastic_fmax_ev_per_a)
     failures = {}
-    try:  # a rough model may not relax its vacancy: report that, keep the other properties
+    try:  # a rough model may not relax a strained cell or its vacancy: report that, keep the other properties
+        elastic = elastic_constants(calculator, element, eos.a0_a, config.strain, config.elastic_fmax_ev_per_a)
+    except MlpkitError as error:
+        elastic, failures["elastic_constants"] = None, str(error)
+    try:
         vacancy_ev = vacancy_formation_energy(calculator, element, eos.a0_a, config.vacancy_repeat, config.vacancy_fmax_ev_per_a)
     except MlpkitError as error:
         vacancy_ev, failures["vacancy_formation_ev"] = None, str(error)
@@ -99,17 +102,14 @@ def compute_properties(potential, element: str | None = None, config: PropertyCo
         "a0_angstrom": eos.a0_a,
         "e0_ev_per_atom": eos.e0_ev_per_atom,
         "bulk_modulus_gpa": eos.bulk_modulus_gpa,
-        "c11_gpa": elastic.c11_gpa,
-        "c12_gpa": elastic.c12_gpa,
-        "c44_gpa": elastic.c44_gpa,
-        "c44_unrelaxed_gpa": elastic.c44_unrelaxed_gpa,
+        **{key: getattr(elastic, key) if elastic else None for key in ("c11_gpa", "c12_gpa", "c44_gpa", "c44_unrelaxed_gpa")},
         "vacancy_formation_ev": vacancy_ev,
         "phonon_gamma_thz": float(phonons["gamma"].max()),
         "phonon_x_ta_thz": float(phonons["x"].min()),
         "phonon_x_to_thz": float(phonons["x"].max()),
         "phonon_l_ta_thz": float(phonons["l"].min()),
         "phonon_l_to_thz": float(phonons["l"].max()),
-        "elastic_matrix_gpa": elastic.matrix_gpa.round(6).tolist(),
+        "elastic_matrix_gpa": elastic.matrix_gpa.round(6).tolist() if elastic else None,
         "phonon_thz": {name: values.round(6).tolist() for name, values in phonons.items()},
         "failures": failures,
         "config": dataclasses.asdict(config),
