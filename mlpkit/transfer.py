@@ -29,9 +29,9 @@ import dataclasses
 import jax
 import numpy as np
 
-from mlpkit.analysis.reference import MLEARN_GROUND_STATE
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
+from mlpkit.data.mlearn import MLEARN_GROUND_STATE
 from mlpkit.errors import MlpkitError
 from mlpkit.models.energy import fit_normalisation
 from mlpkit.potentials.sw import SW_PARAMETERS

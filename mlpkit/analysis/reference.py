@@ -6,13 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpkit.data.mlearn import MLEARN_GROUND_STATE
 from mlpkit.errors import MlpkitError
-
-# the unstrained diamond cells of the mlearn Elastic groups (Zuo et al. 2020; PBE, same settings for both)
-MLEARN_GROUND_STATE = {
-    "Si": {"a0_angstrom": 5.4687, "e0_ev_per_atom": -5.42532},
-    "Ge": {"a0_angstrom": 5.7542, "e0_ev_per_atom": -4.49252},
-}
 
 
 def dft_ground_state(element: str, mlearn_dir: str | Path | None = None) -> dict:

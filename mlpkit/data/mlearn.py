@@ -21,6 +21,12 @@ from mlpkit.data.dataset import Dataset, from_frames
 from mlpkit.errors import DataError
 from mlpkit.fileio import sha256_of, write_bytes_atomic
 
+# the unstrained diamond cells of the mlearn Elastic groups (Zuo et al. 2020; PBE, same settings for both)
+MLEARN_GROUND_STATE = {
+    "Si": {"a0_angstrom": 5.4687, "e0_ev_per_atom": -5.42532},
+    "Ge": {"a0_angstrom": 5.7542, "e0_ev_per_atom": -4.49252},
+}
+
 MLEARN_URL = "https://raw.githubusercontent.com/materialsvirtuallab/mlearn/10c427a5480c6281c15c64efaf869b03be04818f/data"
 MLEARN_SHA256 = {
     "Si/training.json": "ae6d4b0a65b00e0fcf7ba0a6fad366716710d2f0d21d70199203089c6866b500",
