@@ -39,3 +39,14 @@ def test_md_benchmark_smoke_times_every_potential_against_jax_md():
     for name in ("mlpkit SW", "mlpkit PaiNN"):
         rate, memory_mib = float(rows[name][3].split()[0].replace(",", "")), float(rows[name][7])
         assert rate > 0 and memory_mib > 0
+
+
+def test_pareto_benchmark_smoke_reads_each_epoch_and_writes_the_front(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pareto.py"), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True,
+        check=True,
+    )
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| PaiNN"))
+    best, test = row.split("|")[-3], float(row.split("|")[-2])
+    assert 0 < float(best.split()[0]) < 5 and 0 < test < 5
+    assert "Pareto front" in (tmp_path / "pareto.html").read_text()

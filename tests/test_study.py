@@ -12,6 +12,7 @@ import pytest
 
 from mlpkit import study as study_module
 from mlpkit.cli import main
+from mlpkit.errors import MlpkitError
 from mlpkit.models import ModelConfig
 from mlpkit.report import efficiency_factor
 from mlpkit.selection import force_disagreement
@@ -77,6 +78,18 @@ def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(
     again = run_study(CONFIG, out, progress=False)
     assert [(c["size"], c["init"]) for c in calls] == [(4, "transfer-active")]
     assert len(again) == len(rows)
+
+
+def test_a_damaged_run_record_is_named_with_the_way_out(finished):
+    out, rows = finished
+    done = (out / rows[0]["checkpoint"]).with_name("done.json")
+    intact = done.read_text()
+    try:
+        done.write_text(intact[: len(intact) // 2])
+        with pytest.raises(MlpkitError, match=r"done\.json: unreadable record.*delete its folder"):
+            run_study(CONFIG, out, progress=False)
+    finally:
+        done.write_text(intact)
 
 
 def test_training_subsets_are_nested():

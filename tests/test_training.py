@@ -20,7 +20,7 @@ from mlpkit.models.energy import fit_normalisation
 from mlpkit.models.graph import ElementTable
 from mlpkit.structures import diamond, rattled
 from mlpkit.training import TrainConfig, evaluate, train
-from mlpkit.training.batches import ATOM_BUCKET, BatchPlan
+from mlpkit.training.batches import ATOM_BUCKET, BatchPlan, bucket_sizes
 from mlpkit.training.train import update_best
 
 TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=3, warmup_epochs=1, batch_size=4)
@@ -86,11 +86,11 @@ def test_energy_shift_is_the_least_squares_energy_of_each_element():
 
 def test_batches_pad_mixed_sizes_into_buckets_and_keep_every_frame(silicon):
     small = from_frames([labelled(rattled(diamond("Si", (1, 1, 1)), 0.05, k), -30.0 - k, np.zeros((8, 3))) for k in range(2)])
-    dataset = concatenate([silicon.first(5), small])
+    dataset = concatenate([silicon.first(4), small])
     plan = BatchPlan(dataset, 5.0, batch_size=4)
     assert sorted(plan.buckets) == [ATOM_BUCKET, 2 * ATOM_BUCKET]  # 8 → 32 and 64 → 64 atoms
     batches = list(plan.batches(np.random.default_rng(0)))
-    assert len(batches) == len(plan) == 3  # 5 large frames: 2 batches; 2 small frames: 1 batch
+    assert len(batches) == len(plan) == 2  # 4 large frames: 1 batch; 2 small frames: 1 batch
     seen = np.concatenate([b.energy_ev[b.n_atoms > 0] for b in batches])
     np.testing.assert_allclose(sorted(seen), sorted(dataset.energy_ev), rtol=1e-7)
     batch = next(b for b in batches if b.positions_a.shape[1] == ATOM_BUCKET)
@@ -98,6 +98,16 @@ def test_batches_pad_mixed_sizes_into_buckets_and_keep_every_frame(silicon):
     real = batch.n_atoms > 0
     assert not batch.neighbors.mask[real][:, 8:].any() and (batch.species[real][:, 8:] == 0).all()
     assert not batch.neighbors.mask[~real].any()
+
+
+def test_a_small_bucket_joins_the_larger_one_when_that_costs_no_more_padding():
+    n_atoms = np.array([64] * 5 + [8] * 2)
+    # apart: 2 batches of 4 × 64 atoms + 1 batch of 4 × 32 = 640 slots; together 2 batches × 4 × 64 = 512
+    assert bucket_sizes(n_atoms, 4).tolist() == [64] * 7
+    # 4 + 2 frames: apart 256 + 128 slots, together 512: they stay apart
+    assert bucket_sizes(n_atoms[1:], 4).tolist() == [64] * 4 + [32] * 2
+    # mlearn-like 12, 64 and 96 atoms, many of each: three shapes
+    assert sorted(set(bucket_sizes(np.repeat([12, 64, 96], 21), 8).tolist())) == [32, 64, 96]
 
 
 def test_each_member_keeps_its_best_and_freezes_when_its_patience_runs_out():

@@ -1,8 +1,10 @@
 """Padded batches: structures of any size grouped into a few fixed shapes, so jit compiles once per shape.
 
 Frames are binned by atom count rounded up to a multiple of ``ATOM_BUCKET`` (mlearn's 12–96 atoms give
-three shapes: 32, 64 and 96). Every frame of a data set shares one neighbour capacity M. A bucket's
-last batch is filled with empty frames (no atoms, weight zero). Buckets live on the default device;
+up to three shapes: 32, 64 and 96). A bucket's last batch is filled with empty frames (no atoms, weight
+zero), which cost as much as real ones, so a bucket whose frames fit the larger bucket's batches for no
+more padded atom slots joins it (a handful of 32-atom surfaces rides in the 64-atom batches instead of
+taking a batch of its own). Every frame of a data set shares one neighbour capacity M. Buckets live on the default device;
 a batch is one compiled gather of their rows, so nothing is copied from the host per step.
 """
 
@@ -45,6 +47,23 @@ class Batch:
     stress_ev_per_a3: np.ndarray
     has_stress: np.ndarray
     n_atoms: np.ndarray
+
+
+def _padded_slots(frames: int, n_pad: int, batch_size: int) -> int:
+    """Atom slots a bucket of ``frames`` frames padded to ``n_pad`` atoms computes: full batches of ``batch_size``."""
+    return -(-frames // batch_size) * batch_size * n_pad
+
+
+def bucket_sizes(n_atoms: np.ndarray, batch_size: int) -> np.ndarray:
+    """Padded atom count of each frame: rounded up to ``ATOM_BUCKET``, a bucket merged upwards where that is not dearer."""
+    n_pad = -(-np.asarray(n_atoms) // ATOM_BUCKET) * ATOM_BUCKET
+    sizes = np.unique(n_pad)
+    for small, large in zip(sizes[:-1], sizes[1:]):
+        n_small, n_large = int((n_pad == small).sum()), int((n_pad == large).sum())
+        apart = _padded_slots(n_small, small, batch_size) + _padded_slots(n_large, large, batch_size)
+        if _padded_slots(n_small + n_large, large, batch_size) <= apart:
+            n_pad[n_pad == small] = large
+    return n_pad
 
 
 def _padded_frame(dataset: Dataset, index: int, n_pad: int, neighbors: Neighbors, capacity: int, dtype) -> dict:
@@ -108,7 +127,7 @@ class BatchPlan:
             for i, (a, b) in enumerate(zip(dataset.offsets[:-1], dataset.offsets[1:]))
         ]
         capacity = max((nl.capacity for nl in lists), default=ROW_PADDING)
-        n_pad = -(-dataset.n_atoms // ATOM_BUCKET) * ATOM_BUCKET
+        n_pad = bucket_sizes(dataset.n_atoms, batch_size)
         self.buckets: dict[int, np.ndarray] = {int(n): np.flatnonzero(n_pad == n) for n in np.unique(n_pad)}
         frames = [_padded_frame(dataset, i, int(n_pad[i]), lists[i], capacity, dtype) for i in range(len(dataset))]
         # each bucket stacked once, with one empty frame as its last row; a batch is a gather of rows
