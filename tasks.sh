@@ -18,6 +18,12 @@ setup() {
     fi
 }
 
+# glibc: transparent huge pages for XLA's large per-call buffers (see mlpkit/runtime.py); kept if already set
+case "${GLIBC_TUNABLES:-}" in
+    *glibc.malloc.hugetlb*) ;;
+    *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
+esac
+
 case "${1:-}" in
     setup) setup ;;
     lab) setup; exec "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;

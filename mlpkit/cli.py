@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 
 from mlpkit.errors import MlpkitError
 from mlpkit.models import ARCHITECTURES
+from mlpkit.runtime import with_huge_pages
 
 
 def _data_generate(args) -> None:
@@ -325,6 +327,15 @@ def main(argv=None) -> int:
         print(f"mlpkit: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def entry() -> int:
+    """The ``mlpkit`` command: on Linux first re-executed once with huge pages for XLA's buffers
+    (:mod:`mlpkit.runtime`), then :func:`main`."""
+    environment = with_huge_pages(os.environ)
+    if sys.platform == "linux" and environment != dict(os.environ):
+        os.execve(sys.executable, [sys.executable, "-m", "mlpkit", *sys.argv[1:]], environment)
+    return main()
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ def efficiency_factor(rows: list[dict], size: int, metric: str = "force_mae_ev_p
     """How many more frames scratch needs to match ``init`` at ``size``: N_scratch / size.
 
     N_scratch comes from log–log interpolation of the scratch curve (means over seeds); NaN when the
-    scratch curve never reaches the transferred error within the sizes run.
+    scratch curve never reaches the transferred error within the sizes run (or was not run).
     """
     sizes, scratch, _ = curve(rows, "scratch", metric)
     target_sizes, target, _ = curve(rows, init, metric)
-    if size not in target_sizes:
+    if size not in target_sizes or not len(sizes):
         return float("nan")
     goal = target[list(target_sizes).index(size)]
     order = np.argsort(scratch)  # interpolation needs increasing x: error falls as N grows

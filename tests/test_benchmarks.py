@@ -50,3 +50,13 @@ def test_pareto_benchmark_smoke_reads_each_epoch_and_writes_the_front(tmp_path):
     best, test = row.split("|")[-3], float(row.split("|")[-2])
     assert 0 < float(best.split()[0]) < 5 and 0 < test < 5
     assert "Pareto front" in (tmp_path / "pareto.html").read_text()
+
+
+def test_huge_pages_benchmark_smoke_trains_under_both_allocator_settings():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "huge_pages.py"), "--smoke"], capture_output=True, text=True, check=True
+    )
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| glibc") or line.startswith("| huge")]
+    assert len(rows) == 2, result.stdout
+    for row in rows:
+        assert float(row[2].split()[0]) > 0 and float(row[6].split()[0]) > 0  # wall time, page faults

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mlpkit import cli
+from mlpkit.runtime import with_huge_pages
 
 REPO = Path(__file__).resolve().parents[1]
 PIN = re.compile(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+-]+)")
@@ -53,3 +57,24 @@ def test_cli_data_info_summarises_the_shipped_set(element):
         capture_output=True, text=True, check=True,
     )
     assert f"elements ['{element}']" in result.stdout and "Elastic" in result.stdout
+
+
+def test_huge_pages_are_added_to_the_glibc_tunables_unless_already_chosen():
+    assert with_huge_pages({"HOME": "/x"}) == {"HOME": "/x", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert with_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})["GLIBC_TUNABLES"] == (
+        "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+    assert with_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
+
+
+def test_the_mlpkit_command_reexecutes_itself_once_with_huge_pages(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(sys, "argv", ["mlpkit", "md", "--help"])
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    monkeypatch.setattr(cli, "main", lambda: "main ran")
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    cli.entry()
+    (argv, env), = calls
+    assert argv[1:] == ["-m", "mlpkit", "md", "--help"] and env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    monkeypatch.setenv("GLIBC_TUNABLES", env["GLIBC_TUNABLES"])  # the re-executed process
+    assert cli.entry() == "main ran" and len(calls) == 1

@@ -105,6 +105,7 @@ def test_efficiency_factor_interpolates_the_scratch_curve_in_log_log():
     assert efficiency_factor(rows, 10) == pytest.approx(2.0)
     rows[-1]["force_mae_ev_per_a"] = 0.01  # better than scratch ever gets: not reached
     assert np.isnan(efficiency_factor(rows, 10))
+    assert np.isnan(efficiency_factor(rows[-1:], 10))  # a study without scratch runs: nothing to compare with
 
 
 def test_study_command_rejects_a_mlearn_study_without_its_folder(tmp_path, capsys):

@@ -1,0 +1,28 @@
+"""Process settings that make XLA on CPU faster: transparent huge pages for the large buffers it allocates.
+
+XLA on CPU allocates a program's temporary buffer afresh at every call (about 370 MiB for one step of
+the quick study's training). glibc's malloc serves such a request with a fresh ``mmap``, and the kernel
+then maps it in on first touch, one 4 KiB page at a time: for training on 2 cores that was a third of
+all CPU time, spent in the kernel (``benchmarks/huge_pages.py``). glibc's tunable ``glibc.malloc.hugetlb=1``
+(glibc ≥ 2.35; elsewhere it is ignored) makes malloc ask for transparent huge pages of 2 MiB on the
+memory it maps, so the same buffer costs 512 times fewer faults.
+
+A tunable is read when the process starts, so it cannot be switched on from inside Python. The
+``mlpkit`` command therefore re-executes itself once with it (:func:`mlpkit.cli.entry`); ``tasks.sh``
+and ``binder/start`` set it for JupyterLab, its kernels and the tests. A ``GLIBC_TUNABLES`` that
+already names the tunable (``glibc.malloc.hugetlb=0`` to opt out) is left as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
+
+
+def with_huge_pages(environment: Mapping[str, str]) -> dict[str, str]:
+    """``environment`` with ``glibc.malloc.hugetlb=1`` added to ``GLIBC_TUNABLES``, unless it already sets it."""
+    tunables = environment.get("GLIBC_TUNABLES", "")
+    if HUGE_PAGES_TUNABLE in tunables:
+        return dict(environment)
+    return {**environment, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, f"{HUGE_PAGES_TUNABLE}=1"]))}
