@@ -11,6 +11,7 @@ std over seeds of the best validation force MAE (what a default may be chosen on
 - ``default``: ``TransferConfig()``, the library's default;
 - ``plain``: ``TransferConfig.plain()``, the paper's protocol (no E0 re-fit, the scratch learning rate);
 - ``rescaled``: the default with Ge lengths scaled by a_Si / a_Ge of the data's reference;
+- ``plain-rescaled``: the paper's protocol with that length scaling;
 - ``frozen-interactions``: the default with the message-passing blocks kept at their Si values (only the
   embedding and the readout learn Ge);
 - ``active``: the default trained on the frames the Si ensemble disagrees on most.
@@ -34,6 +35,7 @@ VARIANTS = {
     "default": ("transfer", {}),
     "plain": ("transfer-plain", {}),
     "rescaled": ("transfer", {"rescale_lengths": True}),
+    "plain-rescaled": ("transfer-plain", {"rescale_lengths": True}),
     "frozen-interactions": ("transfer", {"transfer": TransferConfig(frozen_blocks=("interactions",))}),
     "active": ("transfer-active", {}),
 }

@@ -280,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--inits", nargs="+", default=["scratch", "transfer"],
                        help="scratch, transfer, transfer-plain; with the suffix -active (scratch-active, transfer-active) "
                             "on the Ge frames the Si ensemble disagrees on most instead of random ones (default: scratch transfer)")
-    study.add_argument("--rescale-lengths", action="store_true",
-                       help="transferred models see Ge geometry scaled by a_Si / a_Ge of the data's reference")
+    study.add_argument("--rescale-lengths", action=argparse.BooleanOptionalAction, default=True,
+                       help="'transfer' models see Ge geometry scaled by a_Si / a_Ge of the data's reference (default: on, "
+                            "the best protocol measured; 'transfer-plain', the paper's, never is)")
     study.add_argument("--distributed", action="store_true",
                        help="one of several processes (jax.distributed) sharing the cells and the --out folder")
     study.add_argument("--model", default="painn", choices=sorted(ARCHITECTURES))

@@ -5,6 +5,7 @@ and the data-efficiency factor by log–log interpolation."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_active_selection_takes_the_most_disputed_frames_nested(finished):
     data = load_study_data(CONFIG)
     source = study_module._source_model(CONFIG, data, out, progress=False, wait=False)
     order = study_module.active_order(CONFIG, data, source, out)
-    disagreement = force_disagreement(transferred(source, CONFIG.transfer), data["ge_pool"])
+    disagreement = force_disagreement(transferred(source, study_module._transfer_config(CONFIG, "transfer")), data["ge_pool"])
     assert sorted(order) == list(range(len(data["ge_pool"])))
     assert disagreement[order[:4]].min() >= np.delete(disagreement, order[:4]).max()  # the top of the ranking
     active = data["ge_pool"].select(order)
@@ -111,3 +112,11 @@ def test_efficiency_factor_interpolates_the_scratch_curve_in_log_log():
 def test_study_command_rejects_a_mlearn_study_without_its_folder(tmp_path, capsys):
     assert main(["study", "--data", "mlearn", "--out", str(tmp_path)]) == 2
     assert "needs mlearn_dir" in capsys.readouterr().err
+
+
+def test_the_default_transfer_scales_lengths_and_the_papers_protocol_never_does():
+    scaled = study_module._transfer_config(CONFIG, "transfer-active")
+    assert scaled.length_scale == pytest.approx(5.4310 / 5.6536, rel=1e-4)  # SW a_Si / a_Ge
+    assert study_module._transfer_config(CONFIG, "transfer-plain").length_scale == 1.0
+    unscaled = dataclasses.replace(CONFIG, rescale_lengths=False)
+    assert study_module._transfer_config(unscaled, "transfer") == CONFIG.transfer

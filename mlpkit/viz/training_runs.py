@@ -13,7 +13,8 @@ from mlpkit.transfer import TransferConfig, fine_tune
 from mlpkit.viz.figures import record_epoch, set_learning_curves
 from mlpkit.viz.jobs import Job
 
-TRANSFER_OPTIONS = {
+TRANSFER_OPTIONS = {  # the first is the study's default "transfer", measured best (mlpkit.transfer)
+    "length scaling + refit E0 + small learning rate": TransferConfig().with_length_scaling("sw"),
     "refit E0 + small learning rate": TransferConfig(),
     "plain (copy all, train all)": TransferConfig.plain(),
     "freeze embedding": TransferConfig(frozen_blocks=("embedding",)),
