@@ -1,6 +1,6 @@
 """Wall time of the quick SW study end to end, and the share of it spent compiling.
 
-    python benchmarks/study.py [--sizes 5 10 25 50 100] [--seeds 3] [--smoke]
+    python benchmarks/study.py [--sizes 5 10 25 50 100] [--seeds 3] [--repeats 5] [--smoke]
 
 Runs ``mlpkit study --data sw --quick`` into a fresh temporary folder (nothing cached), counting
 JAX's own compile events: tracing to a jaxpr, lowering to MLIR and the XLA backend compile.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 from jax import monitoring
 
 from mlpkit.cli import main as mlpkit_main
@@ -27,15 +28,8 @@ EVENTS = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50, 100])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", help="keep the study here (it must not exist yet); default: a temporary folder")
-    parser.add_argument("--smoke", action="store_true", help="one size, one seed: checks the script runs")
-    args = parser.parse_args()
-    sizes, seeds = ([5], 1) if args.smoke else (args.sizes, args.seeds)
-
+def timed_study(sizes: list[int], seeds: int, out: str | None) -> tuple[float, collections.Counter, collections.Counter]:
+    """(wall s, seconds and counts of each compile stage) of one study into ``out`` (default: a fresh temporary folder)."""
     seconds, counts = collections.Counter(), collections.Counter()
 
     def listen(event: str, duration_s: float, **_) -> None:
@@ -43,22 +37,44 @@ def main() -> None:
             seconds[EVENTS[event]] += duration_s
             counts[EVENTS[event]] += 1
 
+    jax.clear_caches()  # every repeat compiles, as a fresh `mlpkit study` process does
     monitoring.register_event_duration_secs_listener(listen)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            out = out or scratch
+            if Path(out, "runs").exists():
+                raise SystemExit(f"{out} already holds a study: its cached runs would not be timed")
+            start = time.perf_counter()
+            mlpkit_main(["study", "--data", "sw", "--quick", "--sizes", *map(str, sizes), "--seeds", str(seeds),
+                         "--out", out, "--no-progress"])
+            return time.perf_counter() - start, seconds, counts
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50, 100])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="whole studies, each in a fresh folder with JAX's caches cleared")
+    parser.add_argument("--out", help="keep the study here (it must not exist yet; one repeat only); default: a temporary folder")
+    parser.add_argument("--smoke", action="store_true", help="one size, one seed: checks the script runs")
+    args = parser.parse_args()
+    if args.out and args.repeats > 1:
+        parser.error("--out keeps one study: use it with --repeats 1")
+    sizes, seeds = ([5], 1) if args.smoke else (args.sizes, args.seeds)
     print(f"machine: {cpu_name()}, {jax.devices()[0].platform}, jax {jax.__version__}; "
           f"quick SW study, sizes {sizes}, {seeds} seeds, scratch and transfer")
-    with tempfile.TemporaryDirectory() as scratch:
-        out = args.out or scratch
-        if Path(out, "runs").exists():
-            raise SystemExit(f"{out} already holds a study: its cached runs would not be timed")
-        start = time.perf_counter()
-        mlpkit_main(["study", "--data", "sw", "--quick", "--sizes", *map(str, sizes), "--seeds", str(seeds),
-                     "--out", out, "--no-progress"])
-        wall_s = time.perf_counter() - start
-    compiling_s = sum(seconds.values())
-    print("| wall s | compiling s | share | trace s (n) | lower s (n) | XLA compile s (n) |")
-    print("|---|---|---|---|---|---|")
-    parts = " | ".join(f"{seconds[name]:.1f} ({counts[name]})" for name in EVENTS.values())
-    print(f"| {wall_s:.0f} | {compiling_s:.0f} | {compiling_s / wall_s:.0%} | {parts} |")
+    print("| run | wall s | compiling s | share | trace s (n) | lower s (n) | XLA compile s (n) |")
+    print("|---|---|---|---|---|---|---|")
+    walls = []
+    for run in range(args.repeats):
+        wall_s, seconds, counts = timed_study(sizes, seeds, args.out)
+        walls.append(wall_s)
+        compiling_s = sum(seconds.values())
+        parts = " | ".join(f"{seconds[name]:.1f} ({counts[name]})" for name in EVENTS.values())
+        print(f"| {run + 1} | {wall_s:.0f} | {compiling_s:.0f} | {compiling_s / wall_s:.0%} | {parts} |", flush=True)
+    print(f"median wall {np.median(walls):.0f} s (min {min(walls):.0f}, max {max(walls):.0f}) over {len(walls)} run(s)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -26,8 +28,9 @@ def test_model_benchmark_smoke_times_both_architectures():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| mlpkit")]
     assert len(rows) == 2, result.stdout
     for row in rows:
-        force_ms, step_ms = float(row.split("|")[3].split()[0]), float(row.split("|")[5].split()[0])
-        assert 0 < force_ms < step_ms
+        cells = row.split("|")
+        force_ms, per_atom_us, step_ms = float(cells[3].split()[0]), float(cells[4]), float(cells[6].split()[0])
+        assert 0 < force_ms < step_ms and per_atom_us == pytest.approx(force_ms * 1e3 / 64, rel=0.01, abs=0.06)
 
 
 def test_md_benchmark_smoke_times_every_potential_against_jax_md():
