@@ -2,8 +2,8 @@
 
 XLA on CPU allocates a program's temporary buffer afresh at every call (about 370 MiB for one step of
 the quick study's training). glibc's malloc serves such a request with a fresh ``mmap``, and the kernel
-then maps it in on first touch, one 4 KiB page at a time: for training on 2 cores that was a third of
-all CPU time, spent in the kernel (``benchmarks/huge_pages.py``). glibc's tunable ``glibc.malloc.hugetlb=1``
+then maps it in on first touch, one 4 KiB page at a time: for the quick study on 2 cores that was over a
+third of all CPU time, spent in the kernel (``benchmarks/huge_pages.py``). glibc's tunable ``glibc.malloc.hugetlb=1``
 (glibc ≥ 2.35; elsewhere it is ignored) makes malloc ask for transparent huge pages of 2 MiB on the
 memory it maps, so the same buffer costs 512 times fewer faults.
 

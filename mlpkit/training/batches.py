@@ -4,8 +4,9 @@ Frames are binned by atom count rounded up to a multiple of ``ATOM_BUCKET`` (mle
 up to three shapes: 32, 64 and 96). A bucket's last batch is filled with empty frames (no atoms, weight
 zero), which cost as much as real ones, so a bucket whose frames fit the larger bucket's batches for no
 more padded atom slots joins it (a handful of 32-atom surfaces rides in the 64-atom batches instead of
-taking a batch of its own). Every frame of a data set shares one neighbour capacity M. Buckets live on the default device;
-a batch is one compiled gather of their rows, so nothing is copied from the host per step.
+taking a batch of its own). Every frame of a data set shares one neighbour capacity M. Buckets live on
+the default device; a batch is one compiled gather of their rows, so nothing is copied from the host
+per step.
 """
 
 from __future__ import annotations
