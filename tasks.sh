@@ -18,15 +18,12 @@ setup() {
     fi
 }
 
-# glibc: transparent huge pages for XLA's large per-call buffers (see mlpkit/runtime.py); kept if already set
-case "${GLIBC_TUNABLES:-}" in
-    *glibc.malloc.hugetlb*) ;;
-    *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
-esac
+# mlpkit.runtime: JupyterLab (hence its kernels) and the tests run with huge pages for XLA's buffers
+HUGE_PAGES="$VENV/bin/python -m mlpkit.runtime"
 
 case "${1:-}" in
     setup) setup ;;
-    lab) setup; exec "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
-    test) setup; MLPKIT_QUICK=1 exec "$VENV/bin/python" -m pytest ;;
+    lab) setup; exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
+    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest ;;
     *) echo "usage: bash tasks.sh {lab|test|setup}" >&2; exit 2 ;;
 esac

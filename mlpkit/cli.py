@@ -10,7 +10,7 @@ import time
 
 from mlpkit.errors import MlpkitError
 from mlpkit.models import ARCHITECTURES
-from mlpkit.runtime import with_huge_pages
+from mlpkit.runtime import run_with_huge_pages, with_huge_pages
 
 
 def _data_generate(args) -> None:
@@ -333,9 +333,8 @@ def main(argv=None) -> int:
 def entry() -> int:
     """The ``mlpkit`` command: on Linux first re-executed once with huge pages for XLA's buffers
     (:mod:`mlpkit.runtime`), then :func:`main`."""
-    environment = with_huge_pages(os.environ)
-    if sys.platform == "linux" and environment != dict(os.environ):
-        os.execve(sys.executable, [sys.executable, "-m", "mlpkit", *sys.argv[1:]], environment)
+    if sys.platform == "linux" and with_huge_pages(os.environ) != dict(os.environ):
+        run_with_huge_pages([sys.executable, "-m", "mlpkit", *sys.argv[1:]])
     return main()
 
 

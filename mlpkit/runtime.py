@@ -9,14 +9,18 @@ pages of 2 MiB on the memory it maps, so the same buffer costs up to 512 times f
 (``benchmarks/huge_pages.py``: training 1.27× faster).
 
 A tunable is read when the process starts, so it cannot be switched on from inside Python. The
-``mlpkit`` command therefore re-executes itself once with it (:func:`mlpkit.cli.entry`); ``tasks.sh``
-and ``binder/start`` set it for JupyterLab, its kernels and the tests. A ``GLIBC_TUNABLES`` that
-already names the tunable (``glibc.malloc.hugetlb=0`` to opt out) is left as it is.
+``mlpkit`` command therefore re-executes itself once with it (:func:`mlpkit.cli.entry`), and
+``python -m mlpkit.runtime PROGRAM [ARGS]`` runs any program with it: ``tasks.sh`` starts JupyterLab
+(and so its kernels) and the tests that way, ``binder/start`` Binder's Jupyter. A ``GLIBC_TUNABLES``
+that already names the tunable (``glibc.malloc.hugetlb=0`` to opt out) is left as it is.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from typing import NoReturn
 
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
 
@@ -27,3 +31,14 @@ def with_huge_pages(environment: Mapping[str, str]) -> dict[str, str]:
     if HUGE_PAGES_TUNABLE in tunables:
         return dict(environment)
     return {**environment, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, f"{HUGE_PAGES_TUNABLE}=1"]))}
+
+
+def run_with_huge_pages(argv: list[str]) -> NoReturn:
+    """Replace this process by ``argv`` (a program, looked up on PATH, and its arguments) with huge pages on."""
+    os.execvpe(argv[0], argv, with_huge_pages(os.environ))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python -m mlpkit.runtime PROGRAM [ARGS...]")
+    run_with_huge_pages(sys.argv[1:])

@@ -70,7 +70,7 @@ def test_the_mlpkit_command_reexecutes_itself_once_with_huge_pages(monkeypatch):
     calls = []
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(sys, "argv", ["mlpkit", "md", "--help"])
-    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    monkeypatch.setattr(os, "execvpe", lambda path, argv, env: calls.append((argv, env)))
     monkeypatch.setattr(cli, "main", lambda: "main ran")
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     cli.entry()
@@ -78,3 +78,12 @@ def test_the_mlpkit_command_reexecutes_itself_once_with_huge_pages(monkeypatch):
     assert argv[1:] == ["-m", "mlpkit", "md", "--help"] and env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
     monkeypatch.setenv("GLIBC_TUNABLES", env["GLIBC_TUNABLES"])  # the re-executed process
     assert cli.entry() == "main ran" and len(calls) == 1
+
+
+def test_the_runtime_module_runs_a_program_with_huge_pages():
+    environment = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mlpkit.runtime", sys.executable, "-c", "import os; print(os.environ['GLIBC_TUNABLES'])"],
+        env=environment, capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.strip() == "glibc.malloc.hugetlb=1"
