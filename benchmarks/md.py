@@ -1,4 +1,4 @@
-"""MD throughput: mlpkit with SW, PaiNN and DimeNet++ against jax-md's SW MD, in one run; SW NVE drift.
+"""MD throughput: mlpkit's SW, PaiNN and DimeNet++, a SchNet-like model and jax-md's NequIP against jax-md's SW MD, in one run; SW NVE drift.
 
     python benchmarks/md.py [--sizes 64 512 4096 32768] [--repeats 5] [--smoke]
 
@@ -7,14 +7,17 @@ same rattled diamond Si cell at 600 K. One timed sample is ``--steps`` steps thr
 ``run_md`` (per-step traces, host-side checks and any neighbour-list rebuild included): the second
 chunk of a run started from the state after a warm-up chunk that compiles. The table shows the median
 (min–max) over ``--repeats`` samples in atom-steps/s and the cost per atom-step, which is flat when
-the cost is O(N). jax-md is its own SW with its
-on-device neighbour list, stepped by ``simulate.nve`` in a ``fori_loop`` of the same length.
-The models are untrained (random parameters): their cost does not depend on the values.
+the cost is O(N). The SchNet-like baseline (``models.py``) runs through ``run_md`` as an mlpkit potential. jax-md's
+SW and NequIP-small (``jaxmd_nequip.py``) run with jax-md's on-device neighbour list (skins 0.5 and 0.4 Å: the
+largest the 64-atom cell allows NequIP), stepped by ``simulate.nve`` in a ``fori_loop`` of the same length.
+The models are untrained (random parameters): their cost does not depend on the values. Each potential
+runs up to the size in ``LARGEST`` for the platform (2-core CPU: what finishes in minutes; GPU: what fits).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 import warnings
@@ -24,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from ase import units
 
+from jaxmd_nequip import nequip_small
+from models import SCHNET_CUTOFF_A, schnet_energy
 from sw_energy_forces import cpu_name, structure
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.md import MDConfig, run_md
@@ -31,11 +36,16 @@ from mlpkit.models import ModelConfig, init_params
 from mlpkit.models.energy import Normalisation
 from mlpkit.models.graph import ElementTable
 from mlpkit.neighbors import build_neighbors
-from mlpkit.potentials import energy_forces_stress, sw_potential
+from mlpkit.potentials import Potential, energy_forces_stress, sw_potential
 
 START_K = 600.0
-# the largest size each potential runs at (a DimeNet++ step on 4096 atoms takes ~6 s on 2 cores)
-LARGEST = {"SW": 32768, "PaiNN": 32768, "DimeNet++": 512}
+NEQUIP_SKIN_A = 0.4
+# the largest size each potential runs at (a DimeNet++ step on 4096 atoms takes ~6 s on 2 cores; on a GPU
+# its [N, M, M] triplet tensors at 32768 atoms would need ~130 GB)
+LARGEST = {
+    "cpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "SchNet-like": 4096, "mlpkit DimeNet++": 512, "jax-md NequIP": 512},
+    "gpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "SchNet-like": 32768, "mlpkit DimeNet++": 4096, "jax-md NequIP": 4096},
+}
 
 
 def model_potential(architecture: str, quick: bool = False):
@@ -60,12 +70,28 @@ def mlpkit_rate(potential, atoms, steps: int, repeats: int) -> tuple[list[float]
     return samples, warmup_s
 
 
-def jax_md_rate(atoms, steps: int, repeats: int) -> list[float]:
-    from jax_md import energy, simulate, space
+def schnet_potential() -> Potential:
+    energy, params = schnet_energy(structure(64))
+    return Potential("SchNet-like", functools.partial(energy, params), SCHNET_CUTOFF_A, ("Si",))
+
+
+def jax_md_energy(name: str, atoms):
+    """``(neighbor_fn, energy_fn(positions, neighbor=…))`` of jax-md's SW or NequIP-small on ``atoms``."""
+    from jax_md import energy, space
 
     box = float(atoms.cell.array[0, 0])
-    displacement, shift = space.periodic(box)
-    neighbor_fn, energy_fn = energy.stillinger_weber_neighbor_list(displacement, box, epsilon=2.1683, cutoff=1.8 * 2.0951)
+    if name == "jax-md SW":
+        displacement, _ = space.periodic(box)
+        return energy.stillinger_weber_neighbor_list(displacement, box, epsilon=2.1683, cutoff=1.8 * 2.0951)
+    nequip_energy, params, _, neighbor_fn = nequip_small(atoms, skin_a=NEQUIP_SKIN_A)
+    return neighbor_fn, lambda positions, neighbor, **_: nequip_energy(params, positions, neighbor)
+
+
+def jax_md_rate(name: str, atoms, steps: int, repeats: int) -> list[float]:
+    from jax_md import simulate, space
+
+    _, shift = space.periodic(float(atoms.cell.array[0, 0]))
+    neighbor_fn, energy_fn = jax_md_energy(name, atoms)
     init, apply = simulate.nve(energy_fn, shift, dt=1.0 * units.fs)
     positions = jnp.asarray(atoms.positions, jnp.float32)
     neighbors = neighbor_fn.allocate(positions)
@@ -87,7 +113,7 @@ def jax_md_rate(atoms, steps: int, repeats: int) -> list[float]:
         state, neighbors = jax.block_until_ready(chunk(state, neighbors))
         samples.append(len(atoms) * steps / (time.perf_counter() - start))
     if neighbors.did_buffer_overflow:
-        raise SystemExit("jax-md's neighbour list overflowed; the timing is void")
+        raise SystemExit(f"{name}: jax-md's neighbour list overflowed; the timing is void")
     return samples
 
 
@@ -130,26 +156,32 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
 
     device = jax.devices()[0]
+    largest = LARGEST["cpu" if device.platform == "cpu" else "gpu"]
     print(f"machine: {cpu_name()}, {len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}")
     print("| potential | atoms | atom-steps/s median (min–max) | µs per atom-step | warm-up s | E+F compile s | E+F memory MiB | × jax-md SW |")
     print("|---|---|---|---|---|---|---|---|")
-    potentials = {"SW": sw_potential("Si"), "PaiNN": model_potential("painn", args.smoke)}
-    if not args.smoke:  # DimeNet++ compiles for ~25 s: the smoke run leaves it out
-        potentials["DimeNet++"] = model_potential("dimenet++")
+    potentials = {"mlpkit SW": sw_potential("Si"), "mlpkit PaiNN": model_potential("painn", args.smoke)}
+    if not args.smoke:  # DimeNet++ compiles for ~25 s, NequIP for longer: the smoke run leaves them out
+        potentials |= {"SchNet-like": schnet_potential(), "mlpkit DimeNet++": model_potential("dimenet++")}
     for n_atoms in sizes:
         atoms = structure(n_atoms)
         n_steps = steps if n_atoms < 32768 else max(steps // 4, 2)
-        baseline = jax_md_rate(atoms, n_steps, repeats)
+        baseline = jax_md_rate("jax-md SW", atoms, n_steps, repeats)
         reference = statistics.median(baseline)
         print(f"| jax-md SW | {n_atoms} | {formatted(baseline)} | {1e6 / reference:.2f} | – | – | – | 1.00 |", flush=True)
         for name, potential in potentials.items():
-            if n_atoms > LARGEST[name] and not args.smoke:
+            if n_atoms > largest[name] and not args.smoke:
                 continue
             samples, warmup_s = mlpkit_rate(potential, atoms, n_steps, repeats)
             compile_s, memory_mib = compile_stats(potential, atoms)
             rate = statistics.median(samples)
-            print(f"| mlpkit {name} | {n_atoms} | {formatted(samples)} | {1e6 / rate:.2f} | {warmup_s:.1f} | {compile_s:.1f} "
+            print(f"| {name} | {n_atoms} | {formatted(samples)} | {1e6 / rate:.2f} | {warmup_s:.1f} | {compile_s:.1f} "
                   f"| {memory_mib:.1f} | {rate / reference:.2f} |", flush=True)
+        if not args.smoke and n_atoms <= largest["jax-md NequIP"]:
+            samples = jax_md_rate("jax-md NequIP", atoms, n_steps, repeats)
+            rate = statistics.median(samples)
+            print(f"| jax-md NequIP | {n_atoms} | {formatted(samples)} | {1e6 / rate:.2f} | – | – | – | {rate / reference:.2f} |",
+                  flush=True)
     if not args.smoke:
         drift, fluctuation = nve_drift()
         print(f"\nSW Si NVE, 64 atoms from 1000 K, dt 1 fs, float64, 10 ps: drift {drift:+.2e} meV/atom/ps, "

@@ -27,6 +27,7 @@ from mlpkit.structures import diamond, rattled
 from sw_energy_forces import cpu_name, timed
 
 BATCH = 8
+SCHNET_CUTOFF_A = 5.0
 
 
 class SchNetLike(nn.Module):
@@ -37,7 +38,7 @@ class SchNetLike(nn.Module):
 
     @nn.compact
     def __call__(self, graph):
-        radial = radial_features(graph, 5.0, 16, 6)
+        radial = radial_features(graph, SCHNET_CUTOFF_A, 16, 6)
         x = nn.Embed(1, self.features)(graph.slot)
         for _ in range(self.layers):
             filters = nn.Dense(self.features, use_bias=False)(nn.silu(nn.Dense(self.features, use_bias=False)(radial)))
@@ -55,20 +56,32 @@ def mlpkit_model(config: ModelConfig, atoms):
     return (lambda params, positions: energy(params, positions, cell, atoms.numbers, neighbors)), init_params(config, 1, 0)
 
 
-def schnet_model(atoms):
+def schnet_energy(atoms):
+    """``(energy(params, positions, cell, species, neighbors), params)`` of an untrained SchNet-like model,
+    mlpkit's energy-function signature, so MD runs it as a ``Potential`` (``md.py``)."""
     model = SchNetLike()
-    neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, 5.0)
     lookup = ElementTable(("Si",)).slot_lookup()
+
+    def energy(params, positions, cell, species, neighbors):
+        return jnp.sum(model.apply(params, build_graph(positions, cell, species, neighbors, lookup, SCHNET_CUTOFF_A)))
+
     cell = np.float32(atoms.cell.array)
-    graph_of = lambda positions: build_graph(positions, cell, atoms.numbers, neighbors, lookup, 5.0)
-    params = model.init(jax.random.PRNGKey(0), graph_of(np.float32(atoms.positions)))
-    return (lambda params, positions: jnp.sum(model.apply(params, graph_of(positions)))), params
+    neighbors = build_neighbors(atoms.positions, cell, atoms.pbc, SCHNET_CUTOFF_A)
+    graph = build_graph(np.float32(atoms.positions), cell, atoms.numbers, neighbors, lookup, SCHNET_CUTOFF_A)
+    return energy, model.init(jax.random.PRNGKey(0), graph)
+
+
+def schnet_model(atoms):
+    energy, params = schnet_energy(atoms)
+    neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, SCHNET_CUTOFF_A)
+    cell = np.float32(atoms.cell.array)
+    return (lambda params, positions: energy(params, positions, cell, atoms.numbers, neighbors)), params
 
 
 def nequip_model(atoms):
     from jaxmd_nequip import nequip_small
 
-    energy, params, neighbor = nequip_small(atoms)
+    energy, params, neighbor, _ = nequip_small(atoms)
     return (lambda params, positions: energy(params, positions, neighbor)), params
 
 
