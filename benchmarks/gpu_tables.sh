@@ -25,7 +25,7 @@ table() {  # name, limit in s, command...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.md"
 "$python" -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" \
     | tee -a "$out/machine.md"
-table md "${MD_S:-280}" "$python" md.py --sizes 64 512 4096 32768 --repeats 5 --steps 100
+table md "${MD_S:-280}" "$python" md.py --sizes ${MD_SIZES:-64 512 4096 32768} --repeats 5 --steps 20
 table models "${MODELS_S:-80}" "$python" models.py --repeats 10
 table sw_energy_forces "${SW_S:-40}" "$python" sw_energy_forces.py --sizes 64 512 4096 32768 --repeats 20
 table train_epochs "${TRAIN_S:-40}" "$python" -m mlpkit train --data sw:Si --ensemble 3 --epochs 8 --out "$out/train" --no-progress

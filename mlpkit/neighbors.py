@@ -1,8 +1,8 @@
 """Periodic neighbour lists, padded to a fixed width so that jit compiles once per size.
 
-The list is built on the host (ASE's cell-binned builder, which enumerates every periodic image and
-so stays correct when the cell is shorter than twice the cutoff) and stored densely: row ``i`` holds
-the neighbours of atom ``i``. Geometry is recomputed from it in JAX, so positions may move (MD) or the
+The list is built on the host with a k-d tree over the atoms and their periodic images near the cell
+(every image within the cutoff, so it stays correct when the cell is shorter than twice the cutoff)
+and stored densely: row ``i`` holds the neighbours of atom ``i``. Geometry is recomputed from it in JAX, so positions may move (MD) or the
 cell may be strained (stress) while the list is reused, as long as no atom travels half the skin.
 """
 
@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ase.neighborlist import primitive_neighbor_list
+from scipy.spatial import cKDTree
+
+from mlpkit.errors import MlpkitError
 
 ROW_PADDING = 8  # rows are padded to a multiple of this to limit recompilation
+# geometry in full float32 at least: a GPU's default float32 matrix product rounds its inputs to TF32's
+# 10-bit mantissa, which would move an atom 40 Å from the origin by up to 0.02 Å
+EXACT = jax.lax.Precision.HIGHEST
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["index", "shift", "mask"], meta_fields=[])
@@ -47,17 +53,12 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
     """
     positions_a = np.asarray(positions_a, dtype=np.float64)
     n_atoms = len(positions_a)
-    first, second, shift = primitive_neighbor_list(
-        "ijS", np.asarray(pbc, bool), np.asarray(cell_a, np.float64), positions_a, cutoff_a,
-        self_interaction=False,
-    )
+    first, second, shift = neighbor_pairs(positions_a, np.asarray(cell_a, np.float64), np.asarray(pbc, bool), cutoff_a)
     counts = np.bincount(first, minlength=n_atoms)
     needed = max(int(counts.max(initial=0)), 1)
     width = -(-needed // ROW_PADDING) * ROW_PADDING
     if capacity is not None:
         width = max(width, capacity)
-    order = np.argsort(first, kind="stable")
-    first, second, shift = first[order], second[order], shift[order]
     slot = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
     index = np.tile(np.arange(n_atoms, dtype=np.int32)[:, None], (1, width))
     shifts = np.zeros((n_atoms, width, 3))
@@ -68,9 +69,50 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
     return Neighbors(index=index, shift=shifts, mask=mask)
 
 
+def neighbor_pairs(positions_a, cell_a, pbc, cutoff_a: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair (i, j, S) with |r_j + S·cell − r_i| < ``cutoff_a``, i ≠ j or S ≠ 0, sorted by i then j.
+
+    The atoms, wrapped into the cell, are searched against their images (integer shifts S) that lie
+    within the cutoff of the cell, by a k-d tree: O(N log N) for any cell shape and size.
+    """
+    basis = _invertible_basis(cell_a, pbc)
+    fractional = positions_a @ np.linalg.inv(basis)
+    floor = np.where(pbc, np.floor(fractional), 0.0)
+    wrapped_a = positions_a - floor @ basis
+    margin = cutoff_a * np.linalg.norm(np.linalg.inv(basis), axis=0)  # the cutoff in fractional units
+    reach = np.where(pbc, np.ceil(margin), 0).astype(int)
+    images, image_atom, image_shift = [], [], []
+    for image in itertools.product(*(range(-r, r + 1) for r in reach)):
+        image = np.array(image, float)
+        near = np.all(~pbc | ((fractional - floor + image > -margin) & (fractional - floor + image < 1 + margin)), axis=1)
+        atoms = np.flatnonzero(near)
+        images.append(wrapped_a[atoms] + image @ basis)
+        image_atom.append(atoms)
+        image_shift.append(np.broadcast_to(image, (len(atoms), 3)))
+    image_atom, image_shift = np.concatenate(image_atom), np.concatenate(image_shift)
+    found = cKDTree(wrapped_a).sparse_distance_matrix(cKDTree(np.concatenate(images)), cutoff_a, output_type="ndarray")
+    first, second, shift = found["i"], image_atom[found["j"]], image_shift[found["j"]]
+    distinct = (first != second) | np.any(shift != 0, axis=1)
+    first, second, shift = first[distinct], second[distinct], shift[distinct]
+    order = np.lexsort((second, first))
+    shift = shift[order] - floor[second[order]] + floor[first[order]]  # back to the unwrapped positions
+    return first[order], second[order], shift.astype(np.int64)
+
+
+def _invertible_basis(cell_a, pbc) -> np.ndarray:
+    """The cell's periodic vectors, completed by orthonormal vectors normal to them (a non-periodic
+    direction may have any vector, zero included)."""
+    periodic = cell_a[pbc]
+    if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-6) < len(periodic):
+        raise MlpkitError(f"the periodic cell vectors {periodic.tolist()} are linearly dependent (a zero or flat cell)")
+    basis = np.array(cell_a, np.float64)
+    basis[~pbc] = np.linalg.svd(periodic.reshape(-1, 3), full_matrices=True)[2][len(periodic):] if len(periodic) else np.eye(3)[~pbc]
+    return basis
+
+
 def edge_vectors(positions_a, cell_a, neighbors: Neighbors):
     """Vectors r_j + S·cell − r_i from each atom to its neighbours: [N, M, 3] Å (zero on padding)."""
-    images = neighbors.shift.astype(positions_a.dtype) @ cell_a  # [N, M, 3]
+    images = jnp.matmul(neighbors.shift.astype(positions_a.dtype), cell_a, precision=EXACT)  # [N, M, 3]
     vectors = positions_a[neighbors.index] - positions_a[:, None, :] + images
     return jnp.where(neighbors.mask[..., None], vectors, 0.0)
 

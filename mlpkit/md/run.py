@@ -223,11 +223,11 @@ def simulate(
     step = resume[0].step
     failures: list[Failure | None] = [None] * len(resume)
 
-    def lists(reference_a):
+    def lists(reference_a):  # copied to the device once per build, not with every chunk
         built = [build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=capacity) for r in reference_a]
         width = max(n.capacity for n in built)
-        return width, _stack([build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=width)
-                              if n.capacity != width else n for r, n in zip(reference_a, built)])
+        return width, jax.device_put(_stack([build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=width)
+                                             if n.capacity != width else n for r, n in zip(reference_a, built)]))
 
     capacity, neighbors = lists(reference)
     bar = tqdm(total=n_chunks * config.chunk_steps, unit="step", disable=not progress, desc="MD")

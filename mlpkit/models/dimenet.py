@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mlpkit.models.graph import Graph, gather_neighbors, radial_features
+from mlpkit.neighbors import EXACT
 
 BACKTRACK_A2 = 1e-2  # |r_jk + r_ij|² below this means k is atom i itself (the same periodic image)
 
@@ -29,7 +30,7 @@ def angular_features(graph: Graph, radial, n_orders: int):
     """[N, M, M, n_orders · R] basis of each triplet (edge i→j = (i, a), edge j→k = (j, b)), zero when masked."""
     to_j = graph.vectors_a  # [N, M, 3]
     j_to_k = gather_neighbors(graph.vectors_a, graph.neighbor_index)  # [N, M, M, 3]
-    cosines = -jnp.einsum("nax,nabx->nab", to_j, j_to_k) / (
+    cosines = -jnp.einsum("nax,nabx->nab", to_j, j_to_k, precision=EXACT) / (
         graph.distances_a[..., None] * gather_neighbors(graph.distances_a, graph.neighbor_index)
     )
     backtrack = jnp.sum((j_to_k + to_j[:, :, None, :]) ** 2, axis=-1) < BACKTRACK_A2

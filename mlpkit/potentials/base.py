@@ -13,7 +13,7 @@ from ase.data import chemical_symbols
 
 from mlpkit.errors import MlpkitError
 
-from mlpkit.neighbors import Neighbors
+from mlpkit.neighbors import EXACT, Neighbors
 
 # energy_fn(positions_a [N, 3], cell_a [3, 3], species [N] atomic numbers, neighbors) -> energy in eV
 EnergyFn = Callable[..., jax.Array]
@@ -56,7 +56,8 @@ def energy_forces_stress(energy_fn: EnergyFn):
 
     def strained_energy(positions_a, strain, cell_a, species, neighbors: Neighbors):
         deformation = jnp.eye(3, dtype=positions_a.dtype) + 0.5 * (strain + strain.T)
-        return energy_fn(positions_a @ deformation, cell_a @ deformation, species, neighbors)
+        return energy_fn(jnp.matmul(positions_a, deformation, precision=EXACT), jnp.matmul(cell_a, deformation, precision=EXACT),
+                         species, neighbors)
 
     def evaluate(positions_a, cell_a, species, neighbors: Neighbors):
         strain = jnp.zeros((3, 3), dtype=positions_a.dtype)

@@ -12,7 +12,7 @@ import functools
 
 import jax.numpy as jnp
 
-from mlpkit.neighbors import Neighbors, edge_vectors, safe_norm
+from mlpkit.neighbors import EXACT, Neighbors, edge_vectors, safe_norm
 from mlpkit.potentials.base import Potential
 
 
@@ -62,11 +62,11 @@ def sw_energy_terms(params: SWParameters, positions_a, cell_a, neighbors: Neighb
 
     radial = jnp.where(inside, jnp.exp(params.gamma * sigma / (r - cutoff)), 0.0)  # [N, M]
     unit = vectors / r[..., None]
-    cos_angle = jnp.einsum("nmd,nkd->nmk", unit, unit)  # [N, M, M]
+    cos_angle = jnp.einsum("nmd,nkd->nmk", unit, unit, precision=EXACT)  # [N, M, M]
     distinct = ~jnp.eye(neighbors.capacity, dtype=bool)
     angular = jnp.where(distinct, (cos_angle + 1 / 3) ** 2, 0.0)
     # the ordered sum over j ≠ k counts each unordered pair (j, k) twice
-    three_body = 0.5 * params.lambda_ * eps * jnp.einsum("nmk,nm,nk->n", angular, radial, radial)
+    three_body = 0.5 * params.lambda_ * eps * jnp.einsum("nmk,nm,nk->n", angular, radial, radial, precision=EXACT)
     return two_body, three_body
 
 
