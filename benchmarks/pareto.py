@@ -1,10 +1,12 @@
 """Accuracy per minute of training on the SW Si set: validation force MAE against wall time, and its Pareto front.
 
-    python benchmarks/pareto.py [--out DIR] [--smoke]
+    python benchmarks/pareto.py [--out DIR] [--repeats 5] [--smoke]
 
-Trains each configuration below with ``mlpkit train --data sw:Si --test sw:Si:test`` into ``DIR/<name>``
-(a folder that already holds ``metrics.json`` is read back, not retrained), then reads every epoch of
-each ``history.csv`` as one (minutes, validation force MAE) point. Prints, per configuration, the best
+Trains each configuration below ``--repeats`` times with ``mlpkit train --data sw:Si --test sw:Si:test``
+into ``DIR/<name>/run<k>`` (a folder that already holds ``metrics.json`` is read back, not retrained),
+then reads every epoch of each ``history.csv`` as one (minutes, validation force MAE) point: the
+minutes are the median over the repeats (the errors are the same in every repeat: training is
+deterministic, which is checked). Prints, per configuration, the best
 error reached within fixed budgets and the test error of its best state, and writes ``DIR/pareto.html``:
 one curve per configuration and the front (the lowest error any configuration reached by that time).
 """
@@ -42,11 +44,21 @@ def trained(folder: Path, options: list[str]) -> Path:
     return folder
 
 
-def curve(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+def run_curve(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """(minutes since the start, validation force MAE eV/Å) after every epoch of a run."""
     with open(folder / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
     return (np.array([float(r["elapsed_s"]) / 60 for r in rows]), np.array([float(r["force_mae_ev_per_a"]) for r in rows]))
+
+
+def curve(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median minutes, errors, [repeats, epochs] minutes) of repeated runs of one configuration."""
+    runs = [run_curve(folder) for folder in folders]
+    errors = runs[0][1]
+    if any(not np.allclose(e, errors, rtol=1e-4) for _, e in runs):
+        raise SystemExit(f"the repeats in {folders[0].parent} learned differently: training is not deterministic here")
+    minutes = np.stack([m for m, _ in runs])
+    return np.median(minutes, axis=0), errors, minutes
 
 
 def best_within(minutes: np.ndarray, errors: np.ndarray, budget_min: float) -> float:
@@ -57,8 +69,8 @@ def best_within(minutes: np.ndarray, errors: np.ndarray, budget_min: float) -> f
 
 def front(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """The Pareto front of all points: at each time, the lowest error any configuration had reached."""
-    minutes = np.concatenate([m for m, _ in curves.values()])
-    errors = np.concatenate([e for _, e in curves.values()])
+    minutes = np.concatenate([c[0] for c in curves.values()])
+    errors = np.concatenate([c[1] for c in curves.values()])
     order = np.argsort(minutes)
     lowest = np.minimum.accumulate(errors[order])
     keep = np.concatenate([[True], lowest[1:] < lowest[:-1]])
@@ -67,7 +79,7 @@ def front(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
 
 def figure(curves: dict, front_points: tuple[np.ndarray, np.ndarray], title: str) -> go.Figure:
     fig = go.Figure()
-    for name, (minutes, errors) in curves.items():
+    for name, (minutes, errors, _) in curves.items():
         fig.add_trace(go.Scatter(x=minutes, y=errors, mode="lines+markers", name=name, marker={"size": 4}))
     fig.add_trace(go.Scatter(x=front_points[0], y=front_points[1], mode="lines", name="Pareto front",
                              line={"shape": "hv", "dash": "dash", "color": "black"}))
@@ -79,27 +91,33 @@ def figure(curves: dict, front_points: tuple[np.ndarray, np.ndarray], title: str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="training folders and pareto.html (default: a temporary folder)")
-    parser.add_argument("--smoke", action="store_true", help="one tiny model, 2 epochs: checks the script runs")
+    parser.add_argument("--repeats", type=int, default=5, help="trainings per configuration (wall times vary, errors do not)")
+    parser.add_argument("--smoke", action="store_true", help="one tiny model, 2 epochs, 2 repeats: checks the script runs")
     args = parser.parse_args()
-    configurations = SMOKE if args.smoke else CONFIGURATIONS
+    configurations, repeats = (SMOKE, 2) if args.smoke else (CONFIGURATIONS, args.repeats)
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.out or scratch)
-        folders = {name: trained(out / name.split(" (")[0].replace(" ", "_").replace(",", ""), options)
-                   for name, options in configurations.items()}
-        curves = {name: curve(folder) for name, folder in folders.items()}
+        folders = {}
+        for k in range(repeats):  # one round of every configuration after another: drifts in the machine's speed spread evenly
+            for name, options in configurations.items():
+                folder = out / name.split(" (")[0].replace(" ", "_").replace(",", "") / f"run{k}"
+                folders.setdefault(name, []).append(trained(folder, options))
+        curves = {name: curve(runs) for name, runs in folders.items()}
         front_points = front(curves)
         title = f"SW Si: validation force MAE vs training time ({cpu_name()})"
         write_text_atomic(out / "pareto.html", figure(curves, front_points, title).to_html(include_plotlyjs=True))
-        print(f"# {title}; the front is in {out / 'pareto.html'}")
+        print(f"# {title}; {repeats} repeats, median minutes; the front is in {out / 'pareto.html'}")
         print("| model | " + " | ".join(f"best ≤ {b:g} min" for b in BUDGETS_MIN)
-              + " | best validation (min) | test force MAE eV/Å |")
-        print("|---|" + "---|" * (len(BUDGETS_MIN) + 2))
-        for name, folder in folders.items():
-            minutes, errors = curves[name]
-            test = json.loads((folder / "metrics.json").read_text())["test"]["force_mae_ev_per_a"]
+              + " | best validation (min) | run wall min, median (min–max) | test force MAE eV/Å |")
+        print("|---|" + "---|" * (len(BUDGETS_MIN) + 3))
+        for name, runs in folders.items():
+            minutes, errors, every_run = curves[name]
+            test = json.loads((runs[0] / "metrics.json").read_text())["test"]["force_mae_ev_per_a"]
             cells = " | ".join(f"{best_within(minutes, errors, b):.3f}" for b in BUDGETS_MIN)
             best = int(np.argmin(errors))
-            print(f"| {name} | {cells} | {errors[best]:.3f} ({minutes[best]:.1f}) | {test:.3f} |")
+            last = every_run[:, -1]
+            print(f"| {name} | {cells} | {errors[best]:.3f} ({minutes[best]:.1f}) "
+                  f"| {np.median(last):.2f} ({last.min():.2f}–{last.max():.2f}) | {test:.3f} |")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def _invertible_basis(cell_a, pbc) -> np.ndarray:
     if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-6) < len(periodic):
         raise MlpkitError(f"the periodic cell vectors {periodic.tolist()} are linearly dependent (a zero or flat cell)")
     basis = np.array(cell_a, np.float64)
-    basis[~pbc] = np.linalg.svd(periodic.reshape(-1, 3), full_matrices=True)[2][len(periodic):] if len(periodic) else np.eye(3)[~pbc]
+    if not pbc.all():
+        basis[~pbc] = np.linalg.svd(periodic, full_matrices=True)[2][len(periodic):] if len(periodic) else np.eye(3)
     return basis
 
 

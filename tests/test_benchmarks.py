@@ -50,8 +50,9 @@ def test_pareto_benchmark_smoke_reads_each_epoch_and_writes_the_front(tmp_path):
         check=True,
     )
     row = next(line for line in result.stdout.splitlines() if line.startswith("| PaiNN"))
-    best, test = row.split("|")[-3], float(row.split("|")[-2])
-    assert 0 < float(best.split()[0]) < 5 and 0 < test < 5
+    best, wall_min, test = row.split("|")[-4], row.split("|")[-3], float(row.split("|")[-2])
+    assert 0 < float(best.split()[0]) < 5 and 0 < float(wall_min.split()[0]) and 0 < test < 5
+    assert len(list(tmp_path.glob("*/run*/metrics.json"))) == 2  # two repeats of the one configuration
     assert "Pareto front" in (tmp_path / "pareto.html").read_text()
 
 
