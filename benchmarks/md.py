@@ -1,4 +1,4 @@
-"""MD throughput: mlpkit's SW, PaiNN and DimeNet++, a SchNet-like model and jax-md's NequIP against jax-md's SW MD, in one run; SW NVE drift.
+"""MD throughput of mlpkit's potentials and two peer models against jax-md's SW MD, in one run; SW NVE drift.
 
     python benchmarks/md.py [--sizes 64 512 4096 32768] [--repeats 5] [--smoke]
 
@@ -7,9 +7,10 @@ same rattled diamond Si cell at 600 K. One timed sample is ``--steps`` steps thr
 ``run_md`` (per-step traces, host-side checks and any neighbour-list rebuild included): the second
 chunk of a run started from the state after a warm-up chunk that compiles. The table shows the median
 (min–max) over ``--repeats`` samples in atom-steps/s and the cost per atom-step, which is flat when
-the cost is O(N). The SchNet-like baseline (``models.py``) runs through ``run_md`` as an mlpkit potential. jax-md's
-SW and NequIP-small (``jaxmd_nequip.py``) run with jax-md's on-device neighbour list (skins 0.5 and 0.4 Å: the
-largest the 64-atom cell allows NequIP), stepped by ``simulate.nve`` in a ``fori_loop`` of the same length.
+the cost is O(N). mlpkit runs SW, PaiNN, DimeNet++ and the SchNet-like baseline (``models.py``, as an mlpkit
+potential). jax-md's SW and NequIP-small (``jaxmd_nequip.py``) run with jax-md's on-device neighbour list
+(skins 0.5 and 0.4 Å: the largest the 64-atom cell allows NequIP), stepped by ``simulate.nve`` in a
+``fori_loop`` of the same length.
 The models are untrained (random parameters): their cost does not depend on the values. Each potential
 runs up to the size in ``LARGEST`` for the platform (2-core CPU: what finishes in minutes; GPU: what fits).
 """

@@ -45,7 +45,7 @@ class SchNetLike(nn.Module):
             filters = jnp.where(graph.edge_mask[..., None], filters, 0.0)  # zero at the cutoff, like the envelope
             message = jnp.sum(gather_neighbors(nn.Dense(self.features)(x), graph.neighbor_index) * filters, axis=1)
             x = x + nn.Dense(self.features)(nn.silu(nn.Dense(self.features)(message)))
-        # a small readout, like a fitted model's energy scale: untrained forces stay thermal in MD (md.py)
+        # small readout weights: untrained energies of a fitted model's scale (tenths of an eV per atom)
         return nn.Dense(1, kernel_init=nn.initializers.normal(0.01))(nn.silu(nn.Dense(self.features // 2)(x)))[:, 0]
 
 
