@@ -2,8 +2,9 @@
 
 The list is built on the host with a k-d tree over the atoms and their periodic images near the cell
 (every image within the cutoff, so it stays correct when the cell is shorter than twice the cutoff)
-and stored densely: row ``i`` holds the neighbours of atom ``i``. Geometry is recomputed from it in JAX, so positions may move (MD) or the
-cell may be strained (stress) while the list is reused, as long as no atom travels half the skin.
+and stored densely: row ``i`` holds the neighbours of atom ``i``. Geometry is recomputed from it in
+JAX, so positions may move (MD) or the cell may be strained (stress) while the list is reused, as long
+as no atom travels half the skin.
 """
 
 from __future__ import annotations
