@@ -32,7 +32,7 @@ class Neighbors:
     """Dense neighbour list of a structure with N atoms and room for M neighbours per atom.
 
     index: [N, M] int32, neighbour atom; padding entries point at the atom itself.
-    shift: [N, M, 3] float, integer cell offsets of the neighbour's periodic image.
+    shift: [N, M, 3] int32, integer cell offsets of the neighbour's periodic image.
     mask:  [N, M] bool, True where the entry is a real neighbour.
     """
 
@@ -62,7 +62,7 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
         width = max(width, capacity)
     slot = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
     index = np.tile(np.arange(n_atoms, dtype=np.int32)[:, None], (1, width))
-    shifts = np.zeros((n_atoms, width, 3))
+    shifts = np.zeros((n_atoms, width, 3), np.int32)
     mask = np.zeros((n_atoms, width), bool)
     index[first, slot] = second
     shifts[first, slot] = shift
