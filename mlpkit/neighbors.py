@@ -56,8 +56,7 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
     n_atoms = len(positions_a)
     first, second, shift = neighbor_pairs(positions_a, np.asarray(cell_a, np.float64), np.asarray(pbc, bool), cutoff_a)
     counts = np.bincount(first, minlength=n_atoms)
-    needed = max(int(counts.max(initial=0)), 1)
-    width = -(-needed // ROW_PADDING) * ROW_PADDING
+    width = padded_width(int(counts.max(initial=0)))
     if capacity is not None:
         width = max(width, capacity)
     slot = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -68,6 +67,11 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
     shifts[first, slot] = shift
     mask[first, slot] = True
     return Neighbors(index=index, shift=shifts, mask=mask)
+
+
+def padded_width(count: int) -> int:
+    """The row width for ``count`` neighbours: a multiple of ``ROW_PADDING``, at least one."""
+    return -(-max(count, 1) // ROW_PADDING) * ROW_PADDING
 
 
 def neighbor_pairs(positions_a, cell_a, pbc, cutoff_a: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,3 +128,77 @@ def safe_norm(vectors, mask, fill: float = 1.0):
     squared = jnp.sum(vectors**2, axis=-1)
     return jnp.where(mask, jnp.sqrt(jnp.where(mask, squared, fill**2)), fill)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class CellGrid:
+    """Layout of an on-device cell list: bins along each cell vector, and room for atoms per bin."""
+
+    bins: tuple[int, int, int]
+    per_bin: int
+
+
+def cell_grid(cell_a, pbc, cutoff_a: float, positions_a) -> CellGrid | None:
+    """The cell list for :func:`device_neighbors` on this cell, or None where it does not apply: a
+    direction that is not periodic, or one fewer than three cutoffs wide (the k-d tree handles those).
+
+    positions_a: [..., N, 3] Å; ``per_bin`` leaves a quarter spare over the fullest bin of any of them.
+    """
+    if not np.all(pbc):
+        return None
+    inverse = np.linalg.inv(np.asarray(cell_a, np.float64))
+    widths_a = 1.0 / np.linalg.norm(inverse, axis=0)  # distance between opposite faces
+    bins = np.floor(widths_a / cutoff_a).astype(int)
+    if np.any(bins < 3):
+        return None
+    fractional = np.reshape(positions_a, (-1, np.shape(positions_a)[-2], 3)) @ inverse
+    cells = np.minimum(np.floor((fractional % 1.0) * bins).astype(int), bins - 1)
+    flat = np.ravel_multi_index(np.moveaxis(cells, -1, 0), bins)
+    fullest = max(np.bincount(row, minlength=bins.prod()).max() for row in flat)
+    return CellGrid(tuple(int(b) for b in bins), int(fullest + max(2, fullest // 4)))
+
+
+def device_neighbors(positions_a, cell_a, cutoff_a, grid: CellGrid, capacity: int):
+    """The pairs of :func:`build_neighbors`, found on the device by a cell list (jit-able; ``grid`` and
+    ``capacity`` are static), and ``needed``: [2] int32, the largest row and bin counts met.
+
+    Rows hold at most ``capacity`` neighbours and bins ``grid.per_bin`` atoms; where ``needed`` exceeds
+    either, the list is incomplete and must be rebuilt larger. Each atom is searched against the 27
+    bins around its own; with three or more bins a cutoff wide per direction, each periodic image of a
+    neighbour lies in exactly one of them.
+    """
+    n_atoms, bins = positions_a.shape[0], np.array(grid.bins)
+    fractional = jnp.matmul(positions_a, jnp.linalg.inv(cell_a), precision=EXACT)
+    floor = jnp.floor(fractional)
+    wrapped = fractional - floor  # [N, 3] in [0, 1)
+    home = jnp.minimum(jnp.floor(wrapped * bins).astype(jnp.int32), bins - 1)  # [N, 3]
+    bin_id = (home[:, 0] * bins[1] + home[:, 1]) * bins[2] + home[:, 2]
+    order = jnp.argsort(bin_id, stable=True)
+    sorted_id = bin_id[order]
+    first_in_bin = jnp.searchsorted(sorted_id, jnp.arange(bins.prod()))
+    rank = jnp.arange(n_atoms) - first_in_bin[sorted_id]
+    table = jnp.full((bins.prod(), grid.per_bin), -1, jnp.int32).at[sorted_id, rank].set(order.astype(jnp.int32), mode="drop")
+
+    offsets = np.array(list(itertools.product((-1, 0, 1), repeat=3)))  # [27, 3]
+    around = home[:, None, :] + offsets  # [N, 27, 3]
+    wrap = jnp.floor_divide(around, bins)  # which periodic image of the bin, -1 … 1
+    around = around - wrap * bins
+    candidate = table[(around[..., 0] * bins[1] + around[..., 1]) * bins[2] + around[..., 2]]  # [N, 27, K]
+    candidate = candidate.reshape(n_atoms, -1)  # [N, 27K]
+    wrap = jnp.repeat(wrap, grid.per_bin, axis=1)  # [N, 27K, 3]
+    other = jnp.maximum(candidate, 0)
+    vectors = jnp.matmul(wrapped[other] + wrap - wrapped[:, None, :], cell_a, precision=EXACT)  # [N, 27K, 3]
+    itself = (other == jnp.arange(n_atoms)[:, None]) & jnp.all(wrap == 0, axis=-1)
+    keep = (candidate >= 0) & ~itself & (jnp.sum(vectors**2, axis=-1) < cutoff_a**2)
+
+    slot = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, capacity)  # past the end: dropped by the scatter
+    rows = jnp.broadcast_to(jnp.arange(n_atoms)[:, None], slot.shape)
+    shift = (wrap - floor[other] + floor[:, None, :]).astype(jnp.int32)  # back to the unwrapped positions
+    index = jnp.broadcast_to(jnp.arange(n_atoms, dtype=jnp.int32)[:, None], (n_atoms, capacity))
+    neighbors = Neighbors(
+        index=index.at[rows, slot].set(other.astype(jnp.int32), mode="drop"),
+        shift=jnp.zeros((n_atoms, capacity, 3), jnp.int32).at[rows, slot].set(shift, mode="drop"),
+        mask=jnp.zeros((n_atoms, capacity), bool).at[rows, slot].set(True, mode="drop"),
+    )
+    needed = jnp.stack([jnp.max(jnp.sum(keep, axis=1)), jnp.max(rank) + 1]).astype(jnp.int32)
+    return neighbors, needed

@@ -57,6 +57,25 @@ def test_a_thin_skin_is_rebuilt_and_widened_without_changing_the_trajectory():
     assert np.abs(runs[0.2][-1].positions_a - diamond("Si").positions).max() > 0.2
 
 
+def test_lists_rebuilt_on_the_device_inside_chunks_give_the_host_trajectory(monkeypatch):
+    """216 atoms (three list cutoffs wide) at ~2500 K: the chunk rebuilds its list on the device mid-chunk,
+    and the trajectory is the one with lists from the host's k-d tree between chunks."""
+    import mlpkit.md.run
+
+    atoms, config = diamond("Si", (3, 3, 3)), MDConfig(chunk_steps=20)
+
+    def run():
+        return list(run_md(sw_potential("Si"), atoms, 5, config, seed=2, initial_temperature_k=5000, progress=False))
+
+    on_device = run()
+    monkeypatch.setattr(mlpkit.md.run, "cell_grid", lambda *args: None)
+    on_host = run()
+    ends = [atoms.positions] + [frame.positions_a for frame in on_device]
+    assert not any(np.array_equal(on_device[-1].resume.reference_a, end) for end in ends)  # last built mid-chunk
+    assert np.linalg.norm(on_device[-1].positions_a - atoms.positions, axis=1).max() > 0.5
+    assert np.abs(on_device[-1].positions_a - on_host[-1].positions_a).max() < 1e-9
+
+
 def test_a_blown_up_run_stops_with_a_clear_error():
     from mlpkit.md import MDError
 
@@ -163,9 +182,11 @@ def test_an_ensemble_reports_its_force_spread():
     assert frame_single.ensemble_spread_ev_per_a == 0.0 and frame_pair.ensemble_spread_ev_per_a > 1e-3
 
 
-def test_a_resumed_run_continues_bit_for_bit(tmp_path):
-    """Stop after 3 of 6 chunks, leave a half-written chunk behind, resume: the same files as one run."""
-    config, atoms = MDConfig(temperature_k=1500.0, chunk_steps=10, skin_a=0.3), diamond("Si")
+@pytest.mark.parametrize("repeats", [(2, 2, 2), (3, 3, 3)], ids=["host-lists", "device-lists"])
+def test_a_resumed_run_continues_bit_for_bit(tmp_path, repeats):
+    """Stop after 3 of 6 chunks, leave a half-written chunk behind, resume: the same files as one run,
+    with lists from the host and with lists rebuilt on the device inside the chunks."""
+    config, atoms = MDConfig(temperature_k=1500.0, chunk_steps=10, skin_a=0.3), diamond("Si", repeats)
 
     def run(folder, n_chunks, resume=None):
         output = RunFolder(folder, atoms, {"test": 1}, config.dt_fs)

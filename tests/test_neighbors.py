@@ -1,12 +1,14 @@
 """The neighbour list against ASE's reference builder, on cells of every kind, and the precision of geometry."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 from ase.neighborlist import primitive_neighbor_list
 
 from mlpkit.errors import MlpkitError
-from mlpkit.neighbors import build_neighbors, neighbor_pairs
+from mlpkit.neighbors import build_neighbors, cell_grid, device_neighbors, neighbor_pairs
 from mlpkit.potentials import energy_forces_stress, sw_potential
 from mlpkit.structures import diamond, rattled
 
@@ -72,6 +74,46 @@ def test_dense_rows_pad_to_the_capacity():
     padding = ~neighbors.mask
     assert np.all(neighbors.index[padding] == np.nonzero(padding)[0]) and not neighbors.shift[padding].any()
     assert neighbors.mask.sum() == len(neighbor_pairs(positions_a, cell_a, pbc, cutoff_a)[0])
+
+
+def dense_pairs(neighbors):
+    rows, slots = np.nonzero(np.asarray(neighbors.mask))
+    return sorted_pairs(rows, np.asarray(neighbors.index)[rows, slots], np.asarray(neighbors.shift)[rows, slots])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_device_cell_list_finds_the_k_d_tree_pairs(seed):
+    """Large rattled cells, skewed or not, with atoms far outside the cell: the same pairs, images included."""
+    rng = np.random.default_rng(seed)
+    atoms = rattled(diamond("Si", tuple(rng.integers(3, 6, 3))), 0.3, seed)
+    cell_a = atoms.cell.array @ (np.eye(3) + (rng.uniform(-0.3, 0.3, (3, 3)) if seed % 2 else 0.0))
+    positions_a = atoms.get_scaled_positions() @ cell_a + rng.integers(-3, 4, (len(atoms), 3)) @ cell_a
+    cutoff_a = float(rng.uniform(3.0, 5.0))
+    grid = cell_grid(cell_a, [True] * 3, cutoff_a, positions_a)
+    expected = build_neighbors(positions_a, cell_a, [True] * 3, cutoff_a)
+    found, needed = jax.jit(device_neighbors, static_argnums=(3, 4))(np.float32(positions_a), np.float32(cell_a), cutoff_a,
+                                                                      grid, expected.capacity)
+    assert dense_pairs(found) == dense_pairs(expected)
+    assert needed[0] == np.bincount(np.nonzero(expected.mask)[0]).max() and needed[1] <= grid.per_bin
+
+
+def test_device_cell_list_reports_what_it_could_not_hold():
+    """Too-narrow rows or bins lose pairs, and ``needed`` says how wide they had to be."""
+    atoms = diamond("Si", (4, 4, 4))
+    grid = cell_grid(atoms.cell.array, [True] * 3, 4.0, atoms.positions)
+    complete, needed = device_neighbors(atoms.positions, atoms.cell.array, 4.0, grid, 16)
+    assert needed[0] == 16 and len(dense_pairs(complete)) == 16 * len(atoms)  # 4 + 12 neighbours within 4 Å
+    narrow, narrow_needed = device_neighbors(atoms.positions, atoms.cell.array, 4.0, grid, 8)
+    assert len(dense_pairs(narrow)) == 8 * len(atoms) and narrow_needed[0] == 16
+    crowded, crowded_needed = device_neighbors(atoms.positions, atoms.cell.array, 4.0, dataclasses.replace(grid, per_bin=1), 16)
+    assert crowded_needed[1] == needed[1] > 1 and len(dense_pairs(crowded)) < 16 * len(atoms)
+
+
+def test_cell_list_applies_only_to_periodic_cells_three_cutoffs_wide():
+    atoms = diamond("Si", (3, 3, 3))  # 16.3 Å
+    assert cell_grid(atoms.cell.array, [True] * 3, 5.0, atoms.positions).bins == (3, 3, 3)
+    assert cell_grid(atoms.cell.array, [True] * 3, 5.5, atoms.positions) is None
+    assert cell_grid(atoms.cell.array, [True, True, False], 5.0, atoms.positions) is None
 
 
 def dot_precisions(jaxpr) -> list:

@@ -1,4 +1,5 @@
-"""Chunked MD driver: jit-compiled ``lax.scan`` chunks, neighbour lists rebuilt between chunks.
+"""Chunked MD driver: jit-compiled ``lax.scan`` chunks; neighbour lists rebuilt between chunks, or inside them
+on the device in large periodic cells.
 
 One driver runs R replicas of a structure (seeds × temperatures) as one ``vmap``-ed program; a single
 run is the case R = 1 (squeezed, not vmapped: XLA on CPU runs size-1 batches of gathers slowly).
@@ -22,7 +23,9 @@ from mlpkit.md.integrators import (
 )
 from mlpkit.md.stability import Failure, StabilityLimits, first_failure
 from mlpkit.models.energy import over_members
-from mlpkit.neighbors import Neighbors, build_neighbors, edge_vectors, safe_norm
+from mlpkit.neighbors import (
+    ROW_PADDING, CellGrid, Neighbors, build_neighbors, cell_grid, device_neighbors, edge_vectors, padded_width, safe_norm,
+)
 from mlpkit.potentials import Potential, compiled_evaluator, energy_forces_stress
 
 THERMOSTATS = ("langevin", "nose-hoover")
@@ -122,17 +125,26 @@ def _min_distance_a(positions_a, cell_a, neighbors: Neighbors):
 
 
 @functools.lru_cache(maxsize=16)  # bounded: each entry holds a compiled program and its potential's parameters
-def _chunk_fn(potential: Potential, config: MDConfig, degrees_of_freedom: int):
-    """One compiled chunk of ``config.chunk_steps`` steps for R replicas (the temperature is an argument)."""
+def _chunk_fn(potential: Potential, config: MDConfig, degrees_of_freedom: int, grid: CellGrid | None):
+    """One compiled chunk of ``config.chunk_steps`` steps for R replicas (the temperature is an argument).
+
+    With a ``grid``, the chunk rebuilds its neighbour list on the device (:func:`device_neighbors`)
+    before any step that could take an atom past half the skin, and returns the list in use at its end
+    with the largest row and bin counts met; without one the list is fixed for the chunk.
+    """
     evaluate = energy_forces_stress(potential.energy_fn)
 
-    def chunk(state: MDState, masses_amu, cell_a, species, neighbors: Neighbors, reference_a, temperature_k):
-        def force_fn(positions_a):
-            return evaluate(positions_a, cell_a, species, neighbors)
-
-        step = _step_fn(config, force_fn, masses_amu, temperature_k, degrees_of_freedom)
-
-        def body(state, _):
+    def chunk(state: MDState, masses_amu, cell_a, species, neighbors: Neighbors, reference_a, temperature_k, skin_a):
+        def body(carry, _):
+            state, neighbors, reference_a, needed = carry
+            if grid is not None:  # the next step moves no atom further than twice its present speed allows
+                speed = jnp.max(jnp.linalg.norm(state.momenta, axis=-1) / masses_amu)  # Å per ASE time unit
+                reach_a = jnp.max(jnp.linalg.norm(state.positions_a - reference_a, axis=-1)) + 2 * config.dt_fs * units.fs * speed
+                neighbors, reference_a, needed = jax.lax.cond(
+                    reach_a > 0.5 * skin_a, _rebuilt(cell_a, potential.cutoff_a + skin_a, grid),
+                    lambda positions_a, *kept: kept, state.positions_a, neighbors, reference_a, needed)
+            step = _step_fn(config, lambda positions_a: evaluate(positions_a, cell_a, species, neighbors),
+                            masses_amu, temperature_k, degrees_of_freedom)
             state = step(state)
             kinetic = kinetic_energy_ev(state.momenta, masses_amu)
             conserved = state.energy_ev + kinetic
@@ -145,16 +157,28 @@ def _chunk_fn(potential: Potential, config: MDConfig, degrees_of_freedom: int):
                 "min_distance_a": _min_distance_a(state.positions_a, cell_a, neighbors),
                 "moved_a": jnp.max(jnp.linalg.norm(state.positions_a - reference_a, axis=-1)),
             }
-            return state, traces
+            return (state, neighbors, reference_a, needed), traces
 
-        state, traces = jax.lax.scan(body, state, None, length=config.chunk_steps)
+        needed = jnp.zeros(2, jnp.int32)
+        (state, neighbors, reference_a, needed), traces = jax.lax.scan(
+            body, (state, neighbors, reference_a, needed), None, length=config.chunk_steps)
         spread = jnp.zeros((), state.positions_a.dtype)
         if potential.member_forces_fn is not None:
             members = potential.member_forces_fn(state.positions_a, cell_a, species, neighbors)  # [K, N, 3]
             spread = jnp.max(jnp.linalg.norm(jnp.std(members, axis=0), axis=-1))
-        return state, traces, spread
+        return state, traces, spread, neighbors, reference_a, needed
 
-    return jax.jit(over_members(chunk, (0, None, None, None, 0, 0, 0)))
+    return jax.jit(over_members(chunk, (0, None, None, None, 0, 0, 0, None)))
+
+
+def _rebuilt(cell_a, list_cutoff_a, grid: CellGrid):
+    """The branch of the chunk's ``lax.cond`` that rebuilds the list at the present positions."""
+
+    def rebuild(positions_a, neighbors: Neighbors, reference_a, needed):
+        fresh, counts = device_neighbors(positions_a, cell_a, list_cutoff_a, grid, neighbors.capacity)
+        return fresh, positions_a, jnp.maximum(needed, counts)
+
+    return rebuild
 
 
 def initial_state(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start_k: float) -> MDState:
@@ -208,52 +232,79 @@ def simulate(
     A chunk in which an atom outran half the skin is recomputed with a fresh list (and, if even that is
     outrun, a wider skin), so results never depend on a stale list. A failed replica stops where the
     monitor caught it: its last good state is kept and nothing after it is reported.
+
+    Lists come from the k-d tree on the host between chunks, except in cells at least three list cutoffs
+    wide and periodic in every direction: there a cell list on the device builds them, and a single run
+    (R = 1) rebuilds inside the chunk whenever it must, so long runs never wait on the host.
     """
     potential.check_species(atoms.numbers)
     dtype = np.float64 if config.float64 else np.float32
     masses, cell, species = np.asarray(atoms.get_masses(), dtype), np.asarray(atoms.cell.array, dtype), np.asarray(atoms.numbers)
     n_dof = config.degrees_of_freedom(len(atoms))
     dynamics = dataclasses.replace(config, temperature_k=None if config.temperature_k is None else 1.0)
-    chunk = _chunk_fn(potential, dynamics, n_dof)
     temperatures = np.asarray(temperatures_k, dtype)
     state = _stack([point.state for point in resume])
     reference = np.stack([point.reference_a for point in resume]).astype(dtype)
     skin_a = max(point.skin_a for point in resume)
     capacity = max(point.capacity for point in resume)
+    per_bin = 0  # raised when a chunk's rebuild overfills a bin
     step = resume[0].step
     failures: list[Failure | None] = [None] * len(resume)
 
-    def lists(reference_a):  # copied to the device once per build, not with every chunk
-        built = [build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=capacity) for r in reference_a]
-        width = max(n.capacity for n in built)
-        return width, jax.device_put(_stack([build_neighbors(r, cell, atoms.pbc, potential.cutoff_a + skin_a, capacity=width)
-                                             if n.capacity != width else n for r, n in zip(reference_a, built)]))
+    def lists(reference_a) -> tuple[CellGrid | None, Neighbors]:
+        """Lists at the replicas' ``reference_a`` [R, N, 3] on the device (copied once per build, not with
+        every chunk), and the cell list that built them (None: the k-d tree did). Widens ``capacity``."""
+        nonlocal capacity
+        cutoff_a = potential.cutoff_a + skin_a
+        grid = cell_grid(cell, atoms.pbc, cutoff_a, reference_a)
+        if grid is None:
+            built = [build_neighbors(r, cell, atoms.pbc, cutoff_a, capacity=capacity) for r in reference_a]
+            capacity = max(n.capacity for n in built)
+            return None, jax.device_put(_stack([build_neighbors(r, cell, atoms.pbc, cutoff_a, capacity=capacity)
+                                                if n.capacity != capacity else n for r, n in zip(reference_a, built)]))
+        grid = dataclasses.replace(grid, per_bin=max(grid.per_bin, per_bin))
+        with jax.enable_x64(config.float64):
+            neighbors, needed = _device_lists(reference_a, cell, cutoff_a, grid, max(capacity, ROW_PADDING))
+            if needed[:, 0].max() > capacity:
+                capacity = padded_width(int(needed[:, 0].max()))
+                neighbors, _ = _device_lists(reference_a, cell, cutoff_a, grid, capacity)
+        return grid, neighbors
 
-    capacity, neighbors = lists(reference)
+    grid, neighbors = lists(reference)
     bar = tqdm(total=n_chunks * config.chunk_steps, unit="step", disable=not progress, desc="MD")
     for _ in range(n_chunks):
         active = np.array([failure is None for failure in failures])
         if not active.any():
             break
         fresh = np.array_equal(reference, state.positions_a)  # lists built from this chunk's start
-        with jax.enable_x64(config.float64):  # switched on only around the computation, never across a yield
-            while True:
-                new_state, traces, spread = jax.device_get(chunk(state, masses, cell, species, neighbors, reference, temperatures))
-                outrun = active & (traces["moved_a"].max(axis=1) > 0.5 * skin_a)
-                if not outrun.any():
+        while True:
+            chunk_grid = grid if len(resume) == 1 else None  # vmapped replicas would rebuild at every step
+            chunk = _chunk_fn(potential, dynamics, n_dof, chunk_grid)
+            with jax.enable_x64(config.float64):  # switched on only around the computation, never across a yield
+                new_state, traces, spread, end_neighbors, end_reference, needed = chunk(
+                    state, masses, cell, species, neighbors, reference, temperatures, skin_a)
+                new_state, traces, spread, end_reference, needed = jax.device_get(
+                    (new_state, traces, spread, end_reference, needed))
+            rows, fullest = needed.max(axis=0)
+            if chunk_grid and (rows > capacity or fullest > chunk_grid.per_bin):  # a rebuild in the chunk overflowed
+                capacity, per_bin = max(capacity, padded_width(int(rows))), max(per_bin, int(fullest) + 2)
+                grid, neighbors = lists(reference)
+                continue
+            outrun = active & (traces["moved_a"].max(axis=1) > 0.5 * skin_a)
+            if not outrun.any():
+                break
+            if fresh:  # even a fresh list was outrun: widen the skin
+                skin_a *= 1.5
+                if skin_a > potential.cutoff_a:  # atoms cross a bond length within one chunk
+                    for r in np.flatnonzero(outrun):
+                        moved = traces["moved_a"][r].max()
+                        failures[r] = Failure(step + 1, (step + 1) * config.dt_fs,
+                                              f"an atom moved {moved:.2f} Å within {config.chunk_steps} steps")
+                    active &= ~outrun
+                    skin_a /= 1.5
                     break
-                if fresh:  # even a fresh list was outrun: widen the skin
-                    skin_a *= 1.5
-                    if skin_a > potential.cutoff_a:  # atoms cross a bond length within one chunk
-                        for r in np.flatnonzero(outrun):
-                            moved = traces["moved_a"][r].max()
-                            failures[r] = Failure(step + 1, (step + 1) * config.dt_fs,
-                                                  f"an atom moved {moved:.2f} Å within {config.chunk_steps} steps")
-                        active &= ~outrun
-                        skin_a /= 1.5
-                        break
-                reference, fresh = np.asarray(state.positions_a), True
-                capacity, neighbors = lists(reference)
+            reference, fresh = np.asarray(state.positions_a), True
+            grid, neighbors = lists(reference)
         n_atoms = len(atoms)
         for r in np.flatnonzero(active):
             replica = {key: value[r] for key, value in traces.items()}
@@ -265,9 +316,11 @@ def simulate(
         state = _select(good, new_state, state)
         step += config.chunk_steps
         bar.update(config.chunk_steps)
-        if (good & (traces["moved_a"].max(axis=1) > 0.25 * skin_a)).any():  # rebuild early rather than recompute
+        if chunk_grid and good.all():
+            neighbors, reference = end_neighbors, end_reference
+        elif (good & (traces["moved_a"].max(axis=1) > 0.25 * skin_a)).any():  # rebuild early rather than recompute
             reference = np.asarray(state.positions_a)
-            capacity, neighbors = lists(reference)
+            grid, neighbors = lists(reference)
         kinetic = traces["kinetic_energy_ev"]
         pressure = _pressure_gpa(state, kinetic[:, -1], cell, atoms.pbc)
         frames = [
@@ -297,6 +350,12 @@ def _frame(step: int, state: MDState, traces: dict, n_dof: int, pressure_gpa: fl
         ensemble_spread_ev_per_a=spread,
         resume=resume,
     )
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _device_lists(reference_a, cell_a, cutoff_a, grid: CellGrid, capacity: int):
+    """:func:`device_neighbors` for each replica's ``reference_a`` [R, N, 3]."""
+    return jax.vmap(lambda positions_a: device_neighbors(positions_a, cell_a, cutoff_a, grid, capacity))(reference_a)
 
 
 def start(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start_k: float) -> ResumePoint:
