@@ -1,6 +1,6 @@
 """MD throughput of mlpkit's potentials and two peer models against jax-md's SW MD, in one run; SW NVE drift.
 
-    python benchmarks/md.py [--sizes 64 512 4096 32768] [--repeats 5] [--smoke]
+    python benchmarks/md.py [--sizes 64 512 4096 32768] [--repeats 5] [--potentials NAME ...] [--smoke]
 
 Every potential runs NVE (velocity Verlet, dt 1 fs, float32 as in production MD on a GPU) from the
 same rattled diamond Si cell at 600 K. One timed sample is ``--steps`` steps through the public
@@ -47,6 +47,7 @@ LARGEST = {
     "cpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "SchNet-like": 4096, "mlpkit DimeNet++": 512, "jax-md NequIP": 512},
     "gpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "SchNet-like": 32768, "mlpkit DimeNet++": 4096, "jax-md NequIP": 4096},
 }
+KEYS = {"sw": "mlpkit SW", "painn": "mlpkit PaiNN", "schnet": "SchNet-like", "dimenet++": "mlpkit DimeNet++", "nequip": "jax-md NequIP"}
 
 
 def model_potential(architecture: str, quick: bool = False):
@@ -151,6 +152,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512, 4096, 32768])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="steps per timed sample (a quarter of it at 32768 atoms on a CPU)")
+    parser.add_argument("--potentials", nargs="+", default=list(KEYS), choices=list(KEYS), metavar="NAME",
+                        help="which to run beside the jax-md SW baseline (default: all of %(choices)s)")
     parser.add_argument("--smoke", action="store_true", help="64 atoms, 2 repeats: checks the script runs")
     args = parser.parse_args()
     sizes, repeats, steps = ([64], 2, 20) if args.smoke else (args.sizes, args.repeats, args.steps)
@@ -161,9 +164,11 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}")
     print("| potential | atoms | atom-steps/s median (min–max) | µs per atom-step | warm-up s | E+F compile s | E+F memory MiB | × jax-md SW |")
     print("|---|---|---|---|---|---|---|---|")
-    potentials = {"mlpkit SW": sw_potential("Si"), "mlpkit PaiNN": model_potential("painn", args.smoke)}
-    if not args.smoke:  # DimeNet++ compiles for ~25 s, NequIP for longer: the smoke run leaves them out
-        potentials |= {"SchNet-like": schnet_potential(), "mlpkit DimeNet++": model_potential("dimenet++")}
+    builders = {"mlpkit SW": lambda: sw_potential("Si"), "mlpkit PaiNN": lambda: model_potential("painn", args.smoke),
+                "SchNet-like": schnet_potential, "mlpkit DimeNet++": lambda: model_potential("dimenet++")}
+    # DimeNet++ compiles for ~25 s, NequIP for longer: the smoke run leaves them out
+    chosen = ["mlpkit SW", "mlpkit PaiNN"] if args.smoke else [KEYS[key] for key in args.potentials]
+    potentials = {name: build() for name, build in builders.items() if name in chosen}
     for n_atoms in sizes:
         atoms = structure(n_atoms)
         n_steps = steps if n_atoms < 32768 or device.platform != "cpu" else max(steps // 4, 2)
@@ -178,7 +183,7 @@ def main() -> None:
             rate = statistics.median(samples)
             print(f"| {name} | {n_atoms} | {formatted(samples)} | {1e6 / rate:.2f} | {warmup_s:.1f} | {compile_s:.1f} "
                   f"| {memory_mib:.1f} | {rate / reference:.2f} |", flush=True)
-        if not args.smoke and n_atoms <= largest["jax-md NequIP"]:
+        if "jax-md NequIP" in chosen and n_atoms <= largest["jax-md NequIP"]:
             samples = jax_md_rate("jax-md NequIP", atoms, n_steps, repeats)
             rate = statistics.median(samples)
             print(f"| jax-md NequIP | {n_atoms} | {formatted(samples)} | {1e6 / rate:.2f} | – | – | – | {rate / reference:.2f} |",

@@ -1,9 +1,10 @@
-"""Wall time of the quick SW study end to end, and the share of it spent compiling.
+"""Wall time of the SW study end to end, and the share of it spent compiling.
 
-    python benchmarks/study.py [--sizes 5 10 25 50 100] [--seeds 3] [--repeats 5] [--smoke]
+    python benchmarks/study.py [--full] [--sizes 5 10 25 50 100] [--seeds 3] [--repeats 5] [--out DIR] [--smoke]
 
-Runs ``mlpkit study --data sw --quick`` into a fresh temporary folder (nothing cached), counting
-JAX's own compile events: tracing to a jaxpr, lowering to MLIR and the XLA backend compile.
+Runs ``mlpkit study --data sw --quick`` (with ``--full``: the full-size study, for a GPU) into a fresh
+folder (nothing cached), counting JAX's own compile events: tracing to a jaxpr, lowering to MLIR and
+the XLA backend compile.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ EVENTS = {
 }
 
 
-def timed_study(sizes: list[int], seeds: int, out: str | None) -> tuple[float, collections.Counter, collections.Counter]:
+def timed_study(sizes: list[int], seeds: int, out: str | None, full: bool) -> tuple[float, collections.Counter, collections.Counter]:
     """(wall s, seconds and counts of each compile stage) of one study into ``out`` (default: a fresh temporary folder)."""
     seconds, counts = collections.Counter(), collections.Counter()
 
@@ -45,8 +46,8 @@ def timed_study(sizes: list[int], seeds: int, out: str | None) -> tuple[float, c
             if Path(out, "runs").exists():
                 raise SystemExit(f"{out} already holds a study: its cached runs would not be timed")
             start = time.perf_counter()
-            mlpkit_main(["study", "--data", "sw", "--quick", "--sizes", *map(str, sizes), "--seeds", str(seeds),
-                         "--out", out, "--no-progress"])
+            mlpkit_main(["study", "--data", "sw", *([] if full else ["--quick"]), "--sizes", *map(str, sizes),
+                         "--seeds", str(seeds), "--out", out, "--no-progress"])
             return time.perf_counter() - start, seconds, counts
     finally:
         monitoring.unregister_event_duration_listener(listen)
@@ -54,7 +55,8 @@ def timed_study(sizes: list[int], seeds: int, out: str | None) -> tuple[float, c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 25, 50, 100])
+    parser.add_argument("--full", action="store_true", help="full-size models and epochs instead of --quick")
+    parser.add_argument("--sizes", type=int, nargs="+", help="Ge frames per run, 0 = all (default: 5 10 25 50 100, and 0 with --full)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1, help="whole studies, each in a fresh folder with JAX's caches cleared")
     parser.add_argument("--out", help="keep the study here (it must not exist yet; one repeat only); default: a temporary folder")
@@ -62,14 +64,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.out and args.repeats > 1:
         parser.error("--out keeps one study: use it with --repeats 1")
-    sizes, seeds = ([5], 1) if args.smoke else (args.sizes, args.seeds)
+    sizes = args.sizes or [5, 10, 25, 50, 100] + ([0] if args.full else [])
+    sizes, seeds = ([5], 1) if args.smoke else (sizes, args.seeds)
     print(f"machine: {cpu_name()}, {jax.devices()[0].platform}, jax {jax.__version__}; "
-          f"quick SW study, sizes {sizes}, {seeds} seeds, scratch and transfer")
+          f"{'full' if args.full else 'quick'} SW study, sizes {sizes}, {seeds} seeds, scratch and transfer")
     print("| run | wall s | compiling s | share | trace s (n) | lower s (n) | XLA compile s (n) |")
     print("|---|---|---|---|---|---|---|")
     walls = []
     for run in range(args.repeats):
-        wall_s, seconds, counts = timed_study(sizes, seeds, args.out)
+        wall_s, seconds, counts = timed_study(sizes, seeds, args.out, args.full)
         walls.append(wall_s)
         compiling_s = sum(seconds.values())
         parts = " | ".join(f"{seconds[name]:.1f} ({counts[name]})" for name in EVENTS.values())
