@@ -2,7 +2,9 @@
 
 The list is built on the host with a k-d tree over the atoms and their periodic images near the cell
 (every image within the cutoff, so it stays correct when the cell is shorter than twice the cutoff)
-and stored densely: row ``i`` holds the neighbours of atom ``i``. Geometry is recomputed from it in
+and stored densely: row ``i`` holds the neighbours of atom ``i``. MD in periodic cells three list
+cutoffs wide or more rebuilds the same list on the device instead, by a cell list
+(:func:`device_neighbors`), so that a GPU never waits on the host. Geometry is recomputed from it in
 JAX, so positions may move (MD) or the cell may be strained (stress) while the list is reused, as long
 as no atom travels half the skin.
 """
@@ -127,7 +129,6 @@ def safe_norm(vectors, mask, fill: float = 1.0):
     """|v| where ``mask``, ``fill`` elsewhere; padding entries get a finite gradient (zero)."""
     squared = jnp.sum(vectors**2, axis=-1)
     return jnp.where(mask, jnp.sqrt(jnp.where(mask, squared, fill**2)), fill)
-
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,8 @@ from mlpkit.errors import MlpkitError
 from mlpkit.md import MDConfig, MDInstability, StabilityLimits, first_failure, run_md, sample_configurations
 from mlpkit.md.output import RunFolder
 from mlpkit.md.replicas import run_replicas, stability_summary
-from mlpkit.md.run import simulate, start
+from mlpkit.md.run import _device_lists as device_lists, simulate, start
+from mlpkit.neighbors import cell_grid
 from mlpkit.potentials import sw_potential
 from mlpkit.structures import diamond
 
@@ -74,6 +75,28 @@ def test_lists_rebuilt_on_the_device_inside_chunks_give_the_host_trajectory(monk
     assert not any(np.array_equal(on_device[-1].resume.reference_a, end) for end in ends)  # last built mid-chunk
     assert np.linalg.norm(on_device[-1].positions_a - atoms.positions, axis=1).max() > 0.5
     assert np.abs(on_device[-1].positions_a - on_host[-1].positions_a).max() < 1e-9
+
+
+def test_a_device_list_that_overflows_mid_chunk_is_widened_and_the_chunk_recomputed(monkeypatch):
+    """Rows without padding and bins without spare room overflow at the first rebuild that needs more:
+    the chunk is recomputed with wider ones, and the trajectory is still the host-list one."""
+    import mlpkit.md.run
+
+    atoms, config = diamond("Si", (3, 3, 3)), MDConfig(chunk_steps=20)
+
+    def run():
+        return list(run_md(sw_potential("Si"), atoms, 5, config, seed=2, initial_temperature_k=5000, progress=False))
+
+    builds = []
+    monkeypatch.setattr(mlpkit.md.run, "padded_width", lambda count: count)
+    monkeypatch.setattr(mlpkit.md.run, "cell_grid", lambda *args: dataclasses.replace(cell_grid(*args), per_bin=1))
+    monkeypatch.setattr(mlpkit.md.run, "_device_lists", lambda *args: builds.append(args[3:]) or device_lists(*args))
+    tight = run()
+    monkeypatch.setattr(mlpkit.md.run, "cell_grid", lambda *args: None)
+    on_host = run()
+    (start_grid, start_width), *later = builds[1:]  # the second build at the start holds the start exactly
+    assert max(grid.per_bin for grid, _ in later) > start_grid.per_bin and max(width for _, width in later) > start_width
+    assert np.abs(tight[-1].positions_a - on_host[-1].positions_a).max() < 1e-9
 
 
 def test_a_blown_up_run_stops_with_a_clear_error():

@@ -262,13 +262,15 @@ def simulate(
             capacity = max(n.capacity for n in built)
             return None, jax.device_put(_stack([build_neighbors(r, cell, atoms.pbc, cutoff_a, capacity=capacity)
                                                 if n.capacity != capacity else n for r, n in zip(reference_a, built)]))
-        grid = dataclasses.replace(grid, per_bin=max(grid.per_bin, per_bin))
-        with jax.enable_x64(config.float64):
-            neighbors, needed = _device_lists(reference_a, cell, cutoff_a, grid, max(capacity, ROW_PADDING))
-            if needed[:, 0].max() > capacity:
-                capacity = padded_width(int(needed[:, 0].max()))
-                neighbors, _ = _device_lists(reference_a, cell, cutoff_a, grid, capacity)
-        return grid, neighbors
+        grid, width = dataclasses.replace(grid, per_bin=max(grid.per_bin, per_bin)), max(capacity, ROW_PADDING)
+        while True:
+            with jax.enable_x64(config.float64):
+                neighbors, needed = _device_lists(reference_a, cell, cutoff_a, grid, width)
+            rows, fullest = np.asarray(needed).max(axis=0)
+            if rows <= width and fullest <= grid.per_bin:
+                capacity = width
+                return grid, neighbors
+            width, grid = max(width, padded_width(int(rows))), dataclasses.replace(grid, per_bin=max(grid.per_bin, int(fullest)))
 
     grid, neighbors = lists(reference)
     bar = tqdm(total=n_chunks * config.chunk_steps, unit="step", disable=not progress, desc="MD")
