@@ -12,7 +12,17 @@ import jax.numpy as jnp
 
 from mlpkit.models.graph import Graph, gather_neighbors, radial_features
 
-VECTOR_NORM_EPS = 1e-8  # keeps the gradient of |v| finite at v = 0 (the initial state)
+
+
+def smooth_norm(vectors, axis: int):
+    """√(|v|² + 1) − 1: grows like |v| for large vectors and like |v|²/2 near zero.
+
+    A plain norm (even √(|v|² + ε)) has a cusp at v = 0, which is where a vector feature sits at any
+    site whose neighbour directions cancel (every atom of a perfect crystal): the restoring force on a
+    displaced atom would then fall like √h rather than h, and phonons, elastic constants and
+    relaxations would inherit the cusp. This invariant is smooth everywhere.
+    """
+    return jnp.sqrt(jnp.sum(vectors**2, axis=axis) + 1.0) - 1.0
 
 
 class PaiNNMessage(nn.Module):
@@ -42,7 +52,7 @@ class PaiNNUpdate(nn.Module):
         f = self.features
         u = nn.Dense(f, use_bias=False)(vectors)  # [N, 3, F]
         v = nn.Dense(f, use_bias=False)(vectors)
-        v_norm = jnp.sqrt(jnp.sum(v**2, axis=1) + VECTOR_NORM_EPS)  # [N, F]
+        v_norm = smooth_norm(v, axis=1)  # [N, F]
         gates = nn.Dense(3 * f)(nn.silu(nn.Dense(f)(jnp.concatenate([scalars, v_norm], axis=-1))))
         gate_vv, gate_sv, gate_ss = jnp.split(gates, 3, axis=-1)
         return (
