@@ -21,7 +21,7 @@ from mlpkit.md import run_md
 from mlpkit.neighbors import build_neighbors
 from mlpkit.structures import diamond, rattled, strained
 
-ARCHITECTURES = ["painn", "dimenet++"]
+ARCHITECTURES = ["painn", "dimenet++", "mace"]
 
 
 def random_checkpoint(architecture: str, symbols=("Si",), members: int = 1) -> Checkpoint:

@@ -1,4 +1,4 @@
-"""Message-passing models: one configuration, two architectures, one interface.
+"""Message-passing models: one configuration, three architectures, one interface.
 
 Every model maps ``(params, graph) -> [N] per-atom energies``; :mod:`mlpkit.models.energy` adds the
 per-element shift and scale and turns it into a :class:`~mlpkit.potentials.Potential`.
@@ -15,14 +15,16 @@ import numpy as np
 from mlpkit.errors import MlpkitError
 from mlpkit.models.dimenet import DimeNetPP
 from mlpkit.models.graph import ElementTable, Graph, build_graph
+from mlpkit.models.mace import MACE
 from mlpkit.models.painn import PaiNN
 
-ARCHITECTURES = {"painn": PaiNN, "dimenet++": DimeNetPP}
+ARCHITECTURES = {"painn": PaiNN, "dimenet++": DimeNetPP, "mace": MACE}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and size. ``angular_basis``, ``triplet_features`` and ``basis_features`` are DimeNet++ only."""
+    """Architecture and size. ``angular_basis``, ``triplet_features`` and ``basis_features`` are DimeNet++ only;
+    ``average_neighbors`` is MACE only (its message sums are divided by its square root; diamond within 5 Å has 28)."""
 
     architecture: str = "painn"
     cutoff_a: float = 5.0
@@ -33,6 +35,7 @@ class ModelConfig:
     angular_basis: int = 7
     triplet_features: int = 32
     basis_features: int = 8
+    average_neighbors: float = 28.0
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -59,6 +62,8 @@ def build_model(config: ModelConfig, n_elements: int):
             angular_basis=config.angular_basis, triplet_features=config.triplet_features,
             basis_features=config.basis_features,
         )
+    if config.architecture == "mace":
+        common.update(average_neighbors=config.average_neighbors)
     return ARCHITECTURES[config.architecture](**common)
 
 
@@ -81,7 +86,7 @@ BLOCKS = ("embedding", "interactions", "readout")  # what transfer learning can 
 def parameter_blocks(params):
     """The tree of ``params`` with each leaf replaced by its block: "embedding", "interactions" or "readout".
 
-    Modules are named by role in both architectures (``embedding*``, ``message_k``/``update_k`` or
+    Modules are named by role in every architecture (``embedding*``, ``message_k``/``update_k`` or
     ``interaction_k``, ``readout*``); works on single and stacked (ensemble) trees alike.
     """
 
