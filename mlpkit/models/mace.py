@@ -1,13 +1,15 @@
 """A MACE-style model (Batatia et al., NeurIPS 2022): many-body messages from products of equivariant features.
 
 Each atom carries C channels of irreducible features (scalars 0e and vectors 1o). A layer
-1. forms the atomic basis A_i = Σ_j R(r_ij) · (h_j ⊗ Y(r̂_ij)) / n̄: the neighbours' features coupled
-   to the spherical harmonics of the edge direction (l ≤ 2) with weights from a radial network, the
-   sum divided by √n̄ for a typical neighbour count n̄ (so that A starts of order one);
-2. takes products of A within each channel: A, A⊗A and (A⊗A)⊗A, so one layer already holds up to
-   four-body terms (correlation order 3), as ACE does;
+1. forms the atomic basis A_i = Σ_j R(r_ij) Y(r̂_ij) s_j / √n̄: the neighbours' scalar features times the
+   spherical harmonics of the edge direction (l ≤ 2) with weights from a radial network, the sum divided
+   by √n̄ for a typical neighbour count n̄ (so that A starts of order one);
+2. takes products within each channel: A, A⊗A and (A⊗A)⊗A, so one layer already holds up to four-body
+   terms (correlation order 3), as ACE does, and A ⊗ h_i with the atom's own scalars and vectors;
 3. mixes those into the next features and adds a linear self-connection.
-Every layer's scalars add an energy through a linear readout; the last one through a small MLP.
+Messages carry only the neighbours' scalars, which makes the per-edge work an outer product rather than
+a Clebsch–Gordan product (six times cheaper on a CPU); vectors still carry directional information
+from layer to layer through the atom's own products. Every layer's scalars add an energy through a linear readout; the last one through a small MLP.
 
 Everything is polynomial in the edge directions and smooth in the distances (the radial network has
 no biases, so it vanishes with the enveloped basis at the cutoff): the energy has no cusp at
@@ -33,22 +35,12 @@ class RadialWeights(nn.Module):
     """[N, M, B] enveloped radial basis → [N, M, n_weights]; no biases, so zero basis gives zero weights."""
 
     n_weights: int
-    hidden: int = 64
+    hidden: int = 16  # per edge this network is most of a layer's cost on a CPU: keep it narrow
 
     @nn.compact
     def __call__(self, radial):
         x = SILU(nn.Dense(self.hidden, use_bias=False)(radial))
-        x = SILU(nn.Dense(self.hidden, use_bias=False)(x))
         return nn.Dense(self.n_weights, use_bias=False)(x)
-
-
-def weighted(array: e3nn.IrrepsArray, weights) -> e3nn.IrrepsArray:
-    """Multiply every irrep copy of ``array`` [..., irreps] by its own weight [..., num_irreps]."""
-    chunks, start = [], 0
-    for mul_ir, chunk in zip(array.irreps, array.chunks):
-        chunks.append(None if chunk is None else chunk * weights[..., start:start + mul_ir.mul, None])
-        start += mul_ir.mul
-    return e3nn.from_chunks(array.irreps, chunks, array.shape[:-1], array.dtype)
 
 
 class MACEInteraction(nn.Module):
@@ -58,19 +50,26 @@ class MACEInteraction(nn.Module):
     @nn.compact
     def __call__(self, nodes: e3nn.IrrepsArray, edge_sh: e3nn.IrrepsArray, radial, graph: Graph):
         c = self.features
-        nodes = e3nn.flax.Linear(nodes.irreps, name="mix_in")(nodes)
-        neighbours = e3nn.IrrepsArray(nodes.irreps, gather_neighbors(nodes.array, graph.neighbor_index))  # [N, M, ·]
-        messages = e3nn.tensor_product(neighbours, edge_sh, filter_ir_out=EDGE_L)  # [N, M, ·]
-        weights = RadialWeights(messages.irreps.num_irreps, name="radial")(radial)
-        weights = jnp.where(graph.edge_mask[..., None], weights, 0.0)
-        basis = e3nn.sum(weighted(messages, weights), axis=1) / jnp.sqrt(self.average_neighbors)  # [N, ·]
-        basis = e3nn.flax.Linear(e3nn.Irreps(EDGE_L) * c, force_irreps_out=True, name="atomic_basis")(basis)
-        a = basis.mul_to_axis(c)  # [N, C, 0e + 1o + 2e]: products are taken channel by channel
+        sh = e3nn.Irreps(EDGE_L)
+        # the atomic basis: A[i, c, lm] = Σ_j R_cl(r_ij) Y_lm(r̂_ij) s_jc / √n̄ from the neighbours' scalars s_j
+        # (an outer product per edge; the atom's own vectors enter below, at the atom, where they are cheap)
+        scalars = nn.Dense(c, use_bias=False, name="mix_in")(nodes.filter("0e").array)  # [N, C]
+        weights = RadialWeights(c * len(sh), name="radial")(radial).reshape(radial.shape[:2] + (c, len(sh)))
+        weights = jnp.where(graph.edge_mask[..., None, None], weights, 0.0)  # [N, M, C, L]
+        per_component = jnp.repeat(weights, jnp.array([ir.dim for _, ir in sh]), axis=-1,
+                                   total_repeat_length=sh.dim)  # [N, M, C, Σ(2l+1)]
+        neighbours = gather_neighbors(scalars, graph.neighbor_index)  # [N, M, C]
+        basis = jnp.einsum("nmc,nmck,nmk->nck", neighbours, per_component, edge_sh.array)
+        a = e3nn.IrrepsArray(sh, basis / jnp.sqrt(self.average_neighbors))  # [N, C, 0e + 1o + 2e]
+        a = e3nn.flax.Linear(sh, channel_out=c, name="atomic_basis")(a)
+        # products within each channel: A, A⊗A, (A⊗A)⊗A (up to four-body), and A ⊗ the atom's own features
+        own = nodes.mul_to_axis(c)  # [N, C, irreps of one channel]
         a2 = e3nn.tensor_product(a, a, filter_ir_out=EDGE_L)
         a3 = e3nn.tensor_product(a2, a, filter_ir_out=HIDDEN_L)
-        products = e3nn.concatenate([a.filter(HIDDEN_L), a2.filter(HIDDEN_L), a3], axis=-1).regroup().axis_to_mul()
+        coupled = e3nn.tensor_product(a, own, filter_ir_out=HIDDEN_L)
+        products = e3nn.concatenate([a.filter(HIDDEN_L), a2.filter(HIDDEN_L), a3, coupled], axis=-1)
         hidden = e3nn.Irreps(HIDDEN_L) * c
-        update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products)
+        update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products.regroup().axis_to_mul())
         return update + e3nn.flax.Linear(hidden, force_irreps_out=True, name="self_connection")(nodes)
 
 

@@ -1,0 +1,59 @@
+"""The MACE-style model beyond the checks every architecture shares (tests/test_models.py): it learns SW
+silicon, its checkpoints round-trip bit for bit, and a Si model starts a Ge one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+import mlpkit
+from mlpkit.checkpoint import load_checkpoint, save_checkpoint
+from mlpkit.data import load_dataset, select_where, sw_data_path, train_val_split
+from mlpkit.models import ModelConfig
+from mlpkit.training import TrainConfig, train
+from mlpkit.transfer import TransferConfig, fine_tune
+from test_models import distorted, random_checkpoint, results
+
+QUICK_MACE = dataclasses.replace(TrainConfig(model=ModelConfig("mace")).quick(), max_epochs=15, learning_rate=5e-3)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    solid = select_where(load_dataset(sw_data_path("Si", "training")), max_temperature_k=1000)
+    train_set, validation_set = train_val_split(solid, 0.15, seed=0)
+    return train(train_set.first(32), validation_set, QUICK_MACE, progress=False)
+
+
+def test_validation_force_error_falls_five_fold_on_sw_silicon(trained):
+    first, best = trained.history[0], trained.history[int(trained.best_epoch[0])]
+    assert best["force_mae_ev_per_a"] < first["force_mae_ev_per_a"] / 5
+    assert trained.history[-1]["train_loss"] < 0.1 * trained.history[1]["train_loss"]
+
+
+def test_checkpoint_round_trip_predicts_bit_identically(tmp_path):
+    model = random_checkpoint("mace", members=2)
+    path = save_checkpoint(model, tmp_path / "mace.npz")
+    atoms = distorted(seed=3)
+    before, after = atoms.copy(), atoms.copy()
+    before.calc, after.calc = mlpkit.MLPCalculator(model), mlpkit.load_calculator(path)
+    assert before.get_potential_energy() == after.get_potential_energy()
+    assert np.array_equal(before.get_forces(), after.get_forces())
+    assert load_checkpoint(path).config == model.config
+
+
+def test_a_silicon_mace_starts_a_germanium_one(trained):
+    germanium = load_dataset(sw_data_path("Ge", "training"))
+    config = dataclasses.replace(QUICK_MACE, max_epochs=1)
+    transfer = fine_tune(trained.checkpoint, germanium.first(8), germanium.select(np.arange(8, 16)), config,
+                         TransferConfig().with_length_scaling("sw"), progress=False)
+    assert transfer.checkpoint.table.symbols == ("Ge",) and transfer.checkpoint.config == trained.checkpoint.config
+    assert transfer.checkpoint.normalisation.length_scale == pytest.approx(5.431 / 5.654, rel=1e-3)
+    # every parameter started from the Si model: after one epoch they are close to it, not to a fresh draw
+    moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(
+        jax.tree_util.tree_leaves(transfer.checkpoint.params), jax.tree_util.tree_leaves(trained.checkpoint.params))]
+    assert max(moved) < 0.1
+    energy, forces, _, _ = results(distorted("Ge", seed=4), transfer.checkpoint)
+    assert np.isfinite(energy) and np.isfinite(forces).all()
