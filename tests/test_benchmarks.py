@@ -56,6 +56,18 @@ def test_pareto_benchmark_smoke_reads_each_epoch_and_writes_the_front(tmp_path):
     assert "Pareto front" in (tmp_path / "pareto.html").read_text()
 
 
+def test_accuracy_benchmark_smoke_trains_two_variants_and_reads_them_back(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "accuracy.py"), "--smoke", "--out", str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True, check=True, cwd=BENCHMARKS)
+    rows = [line for line in first.stdout.splitlines() if line.startswith(("| baseline", "| forces-x10"))]
+    assert len(rows) == 4  # each row as it is measured, then the table
+    assert rows[-2].split("|")[3].strip() == "1.00"  # the baseline's ratio to itself
+    assert 0 < float(rows[-1].split("|")[2]) < 5  # a force MAE in eV/Å
+    assert len(list(tmp_path.glob("*/*/*.csv"))) == 2  # one history per variant
+    again = subprocess.run(command, capture_output=True, text=True, check=True, cwd=BENCHMARKS)
+    assert again.stdout.splitlines()[-2:] == first.stdout.splitlines()[-2:]  # read back, not retrained
+
+
 def test_huge_pages_benchmark_smoke_trains_under_both_allocator_settings():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "huge_pages.py"), "--smoke"], capture_output=True, text=True, check=True

@@ -163,11 +163,11 @@ def test_envelope_is_one_at_zero_and_vanishes_smoothly_at_the_cutoff():
     assert abs(float(slope)) < 1e-6
 
 
-def self_force_constant_ev_per_a2(checkpoint, displacement_a: float) -> float:
-    """−F_x / h on one atom of the perfect 64-atom diamond crystal displaced by h along x (eV/Å²)."""
+def self_force_constant_ev_per_a2(calculator, displacement_a: float) -> float:
+    """−F_x / h on one atom of the perfect 64-atom Si diamond crystal displaced by h along x (eV/Å²)."""
     atoms = diamond("Si")
     atoms.positions[0, 0] += displacement_a
-    atoms.calc = MLPCalculator(checkpoint, float64=True)
+    atoms.calc = calculator
     return -atoms.get_forces()[0, 0] / displacement_a
 
 
@@ -194,7 +194,8 @@ def test_energy_is_smooth_at_the_perfect_crystal(architecture):
     # (a random model is strongly anharmonic: from h = 0.1 Å its quartic term alone moves −F/h by 4 %; the
     # shipped, trained model is checked from 0.1 Å down in test_pretrained)
     checkpoint = random_checkpoint(architecture)
-    constants = [self_force_constant_ev_per_a2(checkpoint, h) for h in (0.03, 0.01, 1e-3, 1e-4)]
+    calculator = MLPCalculator(checkpoint, float64=True)
+    constants = [self_force_constant_ev_per_a2(calculator, h) for h in (0.03, 0.01, 1e-3, 1e-4)]
     assert abs(constants[0]) > 1e-3  # a restoring force to compare
     np.testing.assert_allclose(constants, constants[0], rtol=0.02)
     np.testing.assert_allclose(gamma_force_constants(checkpoint, 1e-3), gamma_force_constants(checkpoint, 1e-2),
