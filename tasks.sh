@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mlpkit's entry points; each creates (or reuses) the virtual environment in .venv from pyproject.toml.
+# mlpkit's entry points; each creates (or reuses) the virtual environment in .venv: pyproject.toml's
+# ranges with the notebook and test extras, at the exact versions of constraints.txt.
 #   bash tasks.sh lab     set up, then start JupyterLab on notebooks/
 #   bash tasks.sh test    set up, then run the whole test suite, notebooks in quick mode (what CI runs)
 #   bash tasks.sh setup   only set up
@@ -10,10 +11,10 @@ VENV=.venv
 PYTHON=$(command -v python3.11 || command -v python3)
 
 setup() {
-    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    local stamp="$VENV/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
         "$PYTHON" -m venv "$VENV"
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable ".[test]"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint constraints.txt --editable ".[notebooks,test]"
         touch "$stamp"
     fi
 }

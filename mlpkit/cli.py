@@ -9,7 +9,7 @@ import sys
 import time
 
 from mlpkit.errors import MlpkitError
-from mlpkit.models import ARCHITECTURES
+from mlpkit.models import ARCHITECTURES, ModelConfig
 from mlpkit.runtime import run_with_huge_pages, with_huge_pages
 
 
@@ -67,7 +67,6 @@ def _train(args) -> None:
     from mlpkit.data.outliers import describe
     from mlpkit.errors import DataError
     from mlpkit.fileio import write_text_atomic
-    from mlpkit.models import ModelConfig
     from mlpkit.training import TrainConfig, evaluate, train, write_history
     from mlpkit.training.resume import resume_path
 
@@ -122,7 +121,6 @@ def _train(args) -> None:
 def _study(args) -> None:
     import dataclasses
 
-    from mlpkit.models import ModelConfig
     from mlpkit.study import StudyConfig, run_study
     from mlpkit.training import TrainConfig
 
@@ -234,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = data_verbs.add_parser("generate", help="generate the Stillinger–Weber reference data sets")
     generate.add_argument("--element", nargs="+", default=["Si", "Ge"], choices=["Si", "Ge"])
-    generate.add_argument("--out", default="data/sw", help="output folder (default: data/sw)")
+    generate.add_argument("--out", default="sw-data", help="output folder (default: sw-data; the shipped sets are mlpkit/data/sw)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--quick", action="store_true", help="a few frames per group, for tests")
     generate.add_argument("--no-progress", action="store_true")
@@ -251,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = verbs.add_parser("train", help="train a model (or an ensemble) and write a checkpoint")
     fit.add_argument("--data", required=True, help="training data: a file (.extxyz, .npz, mlearn .json) or sw:Si / sw:Ge")
-    fit.add_argument("--model", default="painn", choices=sorted(ARCHITECTURES))
+    fit.add_argument("--model", default=ModelConfig().architecture, choices=sorted(ARCHITECTURES))
     fit.add_argument("--out", required=True, help="output folder: model.npz, history.csv, metrics.json")
     fit.add_argument("--validation", help="validation data (default: a stratified split of --data)")
     fit.add_argument("--val-fraction", type=float, default=0.1, help="validation share when --validation is absent")
@@ -285,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "the best protocol measured; 'transfer-plain', the paper's, never is)")
     study.add_argument("--distributed", action="store_true",
                        help="one of several processes (jax.distributed) sharing the cells and the --out folder")
-    study.add_argument("--model", default="painn", choices=sorted(ARCHITECTURES))
+    study.add_argument("--model", default=ModelConfig().architecture, choices=sorted(ARCHITECTURES))
     study.add_argument("--out", required=True, help="output folder: results.csv, results.json, report.html, runs/")
-    study.add_argument("--quick", action="store_true", help="small models, 20 epochs, sizes up to 100: under 10 minutes on 2 CPU cores")
+    study.add_argument("--quick", action="store_true", help="small models, 20 epochs, sizes up to 100 (timings: benchmarks/RESULTS.md)")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run=_study)
     properties = verbs.add_parser("properties", help="lattice constant, bulk modulus, elastic constants, vacancy, phonons of a potential")

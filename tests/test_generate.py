@@ -15,7 +15,7 @@ from mlpkit.data.generate import MLEARN_TEMPERATURES_K, SWDataSpec, generate_sw_
 from mlpkit.fileio import sha256_of
 from mlpkit.potentials import SW_PARAMETERS
 
-SW_DATA = Path(__file__).resolve().parents[1] / "data" / "sw"
+SW_DATA = Path(__file__).resolve().parents[1] / "mlpkit" / "data" / "sw"
 
 
 def test_shipped_files_match_the_checksums_in_the_data_card():

@@ -19,7 +19,7 @@ from mlpkit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
-TRAIN_ARGS = ["train", "--data", "sw:Si", "--quick", "--epochs", "6", "--max-frames", "16", "--features", "8", "--layers", "1",
+TRAIN_ARGS = ["train", "--data", "sw:Si", "--model", "painn", "--quick", "--epochs", "6", "--max-frames", "16", "--features", "8", "--layers", "1",
               "--val-fraction", "0.05", "--no-progress"]
 STUDY_SCRIPT = """
 import sys

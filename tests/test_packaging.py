@@ -6,9 +6,13 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from mlpkit import cli
 from mlpkit.runtime import with_huge_pages
@@ -21,14 +25,56 @@ def pins(path: Path) -> dict[str, str]:
     return {name.lower().replace("_", "-"): version for name, version in PIN.findall(path.read_text())}
 
 
-def test_pyproject_environment_and_binder_pin_the_same_versions():
-    runtime = pins(REPO / "pyproject.toml")
-    assert {"jax", "flax", "ase", "nglview"} <= set(runtime)
-    assert runtime["nglview"].startswith("3.")  # nglview 4.x does not render in JupyterLab 4
-    assert pins(REPO / "environment.yml") == pins(REPO / "binder" / "environment.yml")
-    conda = pins(REPO / "environment.yml")
-    assert conda == {name: version for name, version in runtime.items() if name in conda}
-    assert set(conda) >= set(runtime) - {"pytest", "nbval", "nbformat", "nbclient", "jupyter-client", "hypothesis", "playwright"}
+def test_constraints_environment_and_binder_pin_the_same_versions_within_the_ranges():
+    locked = pins(REPO / "constraints.txt")
+    assert pins(REPO / "environment.yml") == locked == pins(REPO / "binder" / "environment.yml")
+    assert locked["nglview"].startswith("3.")  # nglview 4.x does not render in JupyterLab 4
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    tested = [Requirement(text) for text in project["dependencies"] + extras["notebooks"] + extras["test"]]
+    for requirement in tested:
+        name = requirement.name.lower().replace("_", "-")
+        assert name in locked, f"{name} has no tested version in constraints.txt"
+        assert requirement.specifier.contains(locked[name]), f"{name}=={locked[name]} is outside {requirement.specifier}"
+    assert {r.name.lower().replace("_", "-") for r in tested} == set(locked)  # nothing locked that is not used
+
+
+def test_every_runtime_dependency_is_imported_by_mlpkit():
+    source = "\n".join(path.read_text() for path in (REPO / "mlpkit").rglob("*.py"))
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in map(Requirement, project["dependencies"]):
+        module = {"jaxlib": "jax", "e3nn-jax": "e3nn_jax"}.get(requirement.name, requirement.name)
+        assert re.search(rf"^\s*(import|from) {module}\b", source, flags=re.M), f"nothing in mlpkit imports {requirement.name}"
+
+
+def test_the_wheel_carries_the_data_and_works_outside_the_checkout(tmp_path):
+    # build the wheel, install it alone into a fresh environment (its dependencies seen from this one), and
+    # train and load the shipped model from a folder that is not the checkout
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path / "dist"), str(REPO)], check=True, capture_output=True)
+    wheel, = (tmp_path / "dist").glob("mlpkit-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"mlpkit/data/sw/Si/training.extxyz", "mlpkit/data/sw/README.md", "mlpkit/pretrained/README.md",
+            "mlpkit/pretrained/si_painn_quick/model.npz"} <= names
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
+    site, = fresh.glob("lib/python*/site-packages")
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # after the fresh site-packages
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(fresh / "bin" / "python"), "install", "--quiet",
+                    "--no-deps", str(wheel)], check=True, capture_output=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    run = lambda *args: subprocess.run(args, cwd=work, capture_output=True, text=True, check=True,
+                                       env={**os.environ, "PYTHONPATH": ""})
+    where = run(str(fresh / "bin" / "python"), "-c", "import mlpkit; print(mlpkit.__file__)").stdout
+    assert where.startswith(str(site)), where  # the wheel's copy, not the checkout's
+    run(str(fresh / "bin" / "mlpkit"), "train", "--data", "sw:Si", "--quick", "--max-frames", "8", "--epochs", "1",
+        "--out", "run", "--no-progress")
+    assert (work / "run" / "model.npz").exists()
+    loaded = run(str(fresh / "bin" / "python"), "-c",
+                 "import mlpkit.viz; print(mlpkit.viz.pretrained_si().table.symbols)").stdout
+    assert "Si" in loaded
 
 
 def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
@@ -53,7 +99,7 @@ def test_cli_help_and_clear_errors(tmp_path):
 @pytest.mark.parametrize("element", ["Si", "Ge"])
 def test_cli_data_info_summarises_the_shipped_set(element):
     result = subprocess.run(
-        [sys.executable, "-m", "mlpkit.cli", "data", "info", str(REPO / "data" / "sw" / element / "test.extxyz")],
+        [sys.executable, "-m", "mlpkit.cli", "data", "info", str(REPO / "mlpkit" / "data" / "sw" / element / "test.extxyz")],
         capture_output=True, text=True, check=True,
     )
     assert f"elements ['{element}']" in result.stdout and "Elastic" in result.stdout

@@ -19,7 +19,7 @@ CARD = PRETRAINED_SI.parents[1] / "README.md"
 
 def test_the_data_card_gives_the_command_and_the_checksum_of_every_file():
     card = CARD.read_text()
-    assert "mlpkit train --data sw:Si --quick --out data/pretrained/si_painn_quick" in card
+    assert "mlpkit train --data sw:Si --model painn --quick --out mlpkit/pretrained/si_painn_quick" in card
     for path in sorted(PRETRAINED_SI.parent.iterdir()):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert re.search(rf"`si_painn_quick/{path.name}` \| `{digest}`", card), f"{path.name}: checksum not on the card"

@@ -39,7 +39,7 @@ def silicon():
 def test_force_error_falls_five_fold_on_solid_sw_silicon(silicon):
     solid = select_where(silicon, max_temperature_k=1000)  # 300 K and 843 K snapshots
     train_set, validation_set = train_val_split(solid, 0.15, seed=0)
-    config = dataclasses.replace(TrainConfig().quick(), max_epochs=25, learning_rate=5e-3)
+    config = dataclasses.replace(TrainConfig(model=ModelConfig("painn")).quick(), max_epochs=25, learning_rate=5e-3)
     seen = []
     result = train(train_set, validation_set, config, progress=False, callback=lambda epoch, m: seen.append(epoch))
     first, best = result.history[0], result.history[int(result.best_epoch[0])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from mlpkit.data.cache import load_npz, save_npz
@@ -13,7 +14,7 @@ from mlpkit.data.splits import select_where, shuffled, train_val_split
 from mlpkit.errors import DataError
 
 
-SW_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "sw"
+SW_DATA_DIR = Path(str(resources.files("mlpkit.data") / "sw"))  # package data: travels inside the wheel
 
 
 def sw_data_path(element: str, split: str = "training") -> Path:

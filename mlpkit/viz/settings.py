@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from importlib import resources
 from pathlib import Path
 
 from mlpkit.checkpoint import Checkpoint, load_checkpoint
@@ -15,7 +16,7 @@ from mlpkit.models import ModelConfig
 from mlpkit.training import TrainConfig
 
 QUICK_ENV = "MLPKIT_QUICK"
-PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "data" / "pretrained"
+PRETRAINED_DIR = Path(str(resources.files("mlpkit") / "pretrained"))  # package data: travels inside the wheel
 PRETRAINED_SI = PRETRAINED_DIR / "si_painn_quick" / "model.npz"
 
 
@@ -48,5 +49,5 @@ def tutorial_config() -> TutorialConfig:
 
 
 def pretrained_si() -> Checkpoint:
-    """The shipped Si model (``data/pretrained/si_painn_quick``; its README says how it was made)."""
+    """The shipped Si model (``mlpkit/pretrained/si_painn_quick``; its README says how it was made)."""
     return load_checkpoint(PRETRAINED_SI, expect_config=TutorialConfig().train.model)
