@@ -63,15 +63,19 @@ class PotentialCalculator(Calculator):
 class MLPCalculator(PotentialCalculator):
     """ASE calculator of a trained model (an ensemble of K ≥ 1 members), from :func:`load_calculator`.
 
-    Energy, forces and stress are ensemble means. ``results`` also holds the spread across members
-    (standard deviations, zero for a single model): ``energy_std`` (eV), ``forces_std`` [N, 3] (eV/Å),
-    ``stress_std`` [6] (eV/Å³), and ``energies``, the K member energies (eV).
+    Energy, forces, stress and ``energies`` (per-atom energies [N], eV, summing to the energy, as in ASE)
+    are ensemble means. ``results`` also holds the spread across members (standard deviations, zero for
+    a single model): ``energy_std`` (eV), ``forces_std`` [N, 3] (eV/Å), ``stress_std`` [6] (eV/Å³), and
+    ``member_energies``, the K members' total energies (eV).
     """
+
+    implemented_properties = PotentialCalculator.implemented_properties + ["energies"]
 
     def __init__(self, checkpoint: Checkpoint, float64: bool = False, **kwargs):
         super().__init__(checkpoint.potential(), float64=float64, **kwargs)
         self.checkpoint = checkpoint
         self._members = jax.jit(checkpoint.evaluator())
+        self._atom_energies = jax.jit(checkpoint.atom_energies_evaluator())
         self._params = cast_params(checkpoint.params, np.float64 if float64 else np.float32)
 
     def compute(self, positions_a, cell_a, species, neighbors) -> dict:
@@ -79,12 +83,14 @@ class MLPCalculator(PotentialCalculator):
         energies, forces, stresses = (np.asarray(x, np.float64) for x in self._members(params, positions_a, cell_a, species, neighbors))
         stresses = voigt_from_tensor(stresses)
         energy = float(energies.mean())
+        atom_energies = np.asarray(self._atom_energies(params, positions_a, cell_a, species, neighbors), np.float64)
         return {
             "energy": energy,
             "free_energy": energy,
             "forces": forces.mean(axis=0),
             "stress": stresses.mean(axis=0),
-            "energies": energies,
+            "energies": atom_energies.mean(axis=0),
+            "member_energies": energies,
             "energy_std": float(energies.std()),
             "forces_std": forces.std(axis=0),
             "stress_std": stresses.std(axis=0),

@@ -22,7 +22,7 @@ from flax import traverse_util
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import atomic_path, dataclass_from_dict
 from mlpkit.models import ModelConfig, params_mismatch
-from mlpkit.models.energy import Normalisation, ensemble_evaluator, ensemble_potential
+from mlpkit.models.energy import Normalisation, ensemble_atom_energies, ensemble_evaluator, ensemble_potential
 from mlpkit.models.graph import ElementTable
 from mlpkit.potentials.base import Potential
 
@@ -61,6 +61,10 @@ class Checkpoint:
     def evaluator(self):
         """``f(params, positions, cell, species, neighbors) -> (E [K], F [K, N, 3], σ [K, 3, 3])``."""
         return ensemble_evaluator(self.config, self.table, self.normalisation)
+
+    def atom_energies_evaluator(self):
+        """``f(params, positions, cell, species, neighbors) -> [K, N]`` each member's per-atom energies (eV)."""
+        return ensemble_atom_energies(self.config, self.table, self.normalisation)
 
 
 def _metadata(checkpoint: Checkpoint) -> dict:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import zipfile
 
+import ase.io
 import numpy as np
 import pytest
 
@@ -47,12 +48,29 @@ def test_round_trip_predicts_bit_identically(saved):
 def test_calculator_reports_the_ensemble_spread(saved):
     model, path = saved
     energy, forces, _, results = predictions(mlpkit.load_calculator(path), distorted(seed=12))
-    assert energy == pytest.approx(np.mean(results["energies"]), rel=1e-12)
-    assert results["energy_std"] == pytest.approx(np.std(results["energies"]), rel=1e-12)
+    assert energy == pytest.approx(np.mean(results["member_energies"]), rel=1e-12)
+    assert results["energy_std"] == pytest.approx(np.std(results["member_energies"]), rel=1e-12)
     assert results["energy_std"] > 0 and (results["forces_std"] > 0).any()
     alone = predictions(mlpkit.MLPCalculator(model.member(0)), distorted(seed=12))[3]
     assert alone["energy_std"] == 0.0 and not alone["forces_std"].any()
-    assert alone["energy"] == pytest.approx(results["energies"][0], rel=1e-6)
+    assert alone["energy"] == pytest.approx(results["member_energies"][0], rel=1e-6)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_per_atom_energies_sum_to_the_energy_and_round_trip_through_extxyz(members, tmp_path):
+    # ASE's "energies" are per-atom: extxyz writes them as a column beside the forces
+    atoms = distorted(seed=13)
+    atoms.calc = mlpkit.MLPCalculator(random_checkpoint("painn", members=members), float64=True)
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    per_atom = atoms.get_potential_energies()
+    assert per_atom.shape == (len(atoms),) and np.ptp(per_atom) > 0
+    assert per_atom.sum() == pytest.approx(energy, abs=1e-9)
+    ase.io.write(tmp_path / "frame.extxyz", atoms, format="extxyz")
+    back = ase.io.read(tmp_path / "frame.extxyz", format="extxyz")
+    assert back.get_potential_energy() == pytest.approx(energy, abs=1e-8)
+    np.testing.assert_allclose(back.get_forces(), forces, atol=1e-8)
+    np.testing.assert_allclose(back.get_stress(), stress, atol=1e-10)
+    np.testing.assert_allclose(back.get_potential_energies(), per_atom, atol=1e-8)
 
 
 def test_flipped_byte_is_detected(saved, tmp_path):

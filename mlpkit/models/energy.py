@@ -61,20 +61,30 @@ def fit_normalisation(dataset: Dataset, table: ElementTable) -> Normalisation:
     return Normalisation(tuple(float(s) for s in shift), tuple(scale))
 
 
-def normalised_energy_fn(config: ModelConfig, table: ElementTable):
-    """``f(params, normalisation_arrays, positions_a, cell_a, species, neighbors) -> eV`` for one set of
-    parameters, the normalisation given as :meth:`Normalisation.arrays`: one compiled program serves
-    every normalisation (every cell of a study)."""
+def normalised_atom_energies_fn(config: ModelConfig, table: ElementTable):
+    """``f(params, normalisation_arrays, positions_a, cell_a, species, neighbors) -> [N] eV``: each atom's
+    energy (zero on padding) for one set of parameters, the normalisation given as
+    :meth:`Normalisation.arrays`: one compiled program serves every normalisation (every cell of a study)."""
     model = build_model(config, len(table))
     lookup = table.slot_lookup()
 
-    def energy(params, normalisation: dict, positions_a, cell_a, species, neighbors: Neighbors):
+    def atom_energies(params, normalisation: dict, positions_a, cell_a, species, neighbors: Neighbors):
         length_scale = normalisation["length_scale"]
         graph = build_graph(positions_a * length_scale, cell_a * length_scale, species, neighbors, lookup, config.cutoff_a)
         shift = jnp.asarray(normalisation["shift_ev"])[graph.slot]
         scale = jnp.asarray(normalisation["scale_ev"])[graph.slot]
-        per_atom = model.apply(params, graph) * scale + shift  # [N] eV
-        return jnp.sum(jnp.where(graph.atom_mask, per_atom, 0.0))
+        return jnp.where(graph.atom_mask, model.apply(params, graph) * scale + shift, 0.0)  # [N] eV
+
+    return atom_energies
+
+
+def normalised_energy_fn(config: ModelConfig, table: ElementTable):
+    """``f(params, normalisation_arrays, positions_a, cell_a, species, neighbors) -> eV``: the sum of
+    :func:`normalised_atom_energies_fn`."""
+    atom_energies = normalised_atom_energies_fn(config, table)
+
+    def energy(*args):
+        return jnp.sum(atom_energies(*args))
 
     return energy
 
@@ -117,6 +127,16 @@ def ensemble_evaluator(config: ModelConfig, table: ElementTable, normalisation: 
 
     def one(params, positions_a, cell_a, species, neighbors):
         return energy_forces_stress(lambda *args: energy(params, *args))(positions_a, cell_a, species, neighbors)
+
+    return over_members(one, (0, None, None, None, None))
+
+
+def ensemble_atom_energies(config: ModelConfig, table: ElementTable, normalisation: Normalisation):
+    """``f(stacked_params, positions, cell, species, neighbors) -> [K, N]`` per-atom energies (eV) of each member."""
+    atom_energies = normalised_atom_energies_fn(config, table)
+
+    def one(params, positions_a, cell_a, species, neighbors):
+        return atom_energies(params, normalisation.arrays(positions_a.dtype), positions_a, cell_a, species, neighbors)
 
     return over_members(one, (0, None, None, None, None))
 
