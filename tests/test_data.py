@@ -88,6 +88,18 @@ def test_extxyz_round_trip_is_exact(mlearn_dir, tmp_path):
     assert read_extxyz(second) == dataset
 
 
+def test_extxyz_config_type_is_read_as_the_group(small_dataset, tmp_path):
+    # MACE and NequIP files name the group config_type
+    write_extxyz(small_dataset, tmp_path / "frames.xyz")
+    text = (tmp_path / "frames.xyz").read_text()
+    assert "group=" in text
+    (tmp_path / "mace.xyz").write_text(text.replace("group=", "config_type="))
+    assert list(read_extxyz(tmp_path / "mace.xyz").group) == list(small_dataset.group)
+    both = text.replace("group=", "config_type=other group=")
+    (tmp_path / "both.xyz").write_text(both)
+    assert list(read_extxyz(tmp_path / "both.xyz").group) == list(small_dataset.group)  # group wins
+
+
 def test_extxyz_label_keys_are_configurable(small_dataset, tmp_path):
     from mlpkit.data import LabelKeys
 

@@ -277,3 +277,21 @@ def test_temperature_transferability_reports_errors_and_stability_per_temperatur
     hot = [reference.atoms(index) for index in (2, 3)]
     errors = [np.abs(calculator.get_forces(atoms.copy()) - atoms.get_forces()).mean() for atoms in hot]
     assert rows[1]["force_mae_ev_per_a"] == pytest.approx(np.mean(errors), rel=1e-4)
+
+
+def test_the_md_trajectory_carries_the_potential_stress_of_each_frame(tmp_path):
+    import ase.io
+
+    from mlpkit import SWCalculator
+    from mlpkit.cli import main
+
+    assert main(["md", "--potential", "sw:Si", "--temperature", "900", "--steps", "40", "--chunk", "20",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    frames = ase.io.read(tmp_path / "trajectory.extxyz", ":")
+    assert len(frames) == 2
+    for frame in frames:
+        stored = frame.get_stress()
+        fresh = frame.copy()
+        fresh.calc = SWCalculator("Si")
+        assert np.abs(stored).max() > 1e-4  # a hot crystal is stressed
+        np.testing.assert_allclose(stored, fresh.get_stress(), atol=1e-6)

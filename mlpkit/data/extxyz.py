@@ -23,8 +23,12 @@ class LabelKeys:
     stress: str = "REF_stress"
 
 
+GROUP_ALIASES = ("config_type",)  # what MACE and NequIP users call the group of a frame
+
+
 def read_extxyz(path, keys: LabelKeys = LabelKeys()) -> Dataset:
-    """Read every frame of an extxyz file; labels are looked up under ``keys``."""
+    """Read every frame of an extxyz file; labels are looked up under ``keys``, the group under ``group``
+    or, failing that, ``config_type``."""
     frames = []
     try:
         _check_atom_counts(Path(path).read_bytes().decode().replace("\r\n", "\n").replace("\r", "\n").split("\n"), path)
@@ -87,6 +91,9 @@ def _labelled(atoms, keys: LabelKeys, path, index):
         results["stress"] = stress
     labelled = atoms.copy()
     labelled.calc = SinglePointCalculator(labelled, **results)
+    alias = next((name for name in GROUP_ALIASES if name in labelled.info), None)
+    if "group" not in labelled.info and alias is not None:
+        labelled.info["group"] = labelled.info.pop(alias)
     return labelled
 
 

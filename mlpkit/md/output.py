@@ -22,6 +22,7 @@ from mlpkit.errors import MlpkitError
 from mlpkit.fileio import write_bytes_atomic
 from mlpkit.md.integrators import MDState
 from mlpkit.md.run import MDFrame, ResumePoint
+from mlpkit.potentials.base import voigt_from_tensor
 
 THERMO_COLUMNS = (
     "step", "time_fs", "temperature_k", "potential_energy_ev", "kinetic_energy_ev", "total_energy_ev",
@@ -49,7 +50,8 @@ def thermo_row(frame: MDFrame, dt_fs: float) -> dict[str, float]:
 
 
 def frame_atoms(atoms: Atoms, frame: MDFrame, with_forces: bool) -> Atoms:
-    """``atoms`` at ``frame``: positions, momenta, and the potential energy (forces if asked) as results."""
+    """``atoms`` at ``frame``: positions, momenta, and the potential energy (forces if asked, the potential's
+    stress in a periodic cell) as results."""
     snapshot = atoms.copy()
     snapshot.positions = frame.positions_a
     snapshot.set_momenta(frame.momenta)
@@ -57,6 +59,8 @@ def frame_atoms(atoms: Atoms, frame: MDFrame, with_forces: bool) -> Atoms:
     results = {"energy": float(frame.potential_energy_ev[-1])}
     if with_forces:
         results["forces"] = frame.forces_ev_per_a
+    if atoms.pbc.all():
+        results["stress"] = voigt_from_tensor(frame.stress_ev_per_a3)
     snapshot.calc = SinglePointCalculator(snapshot, **results)
     return snapshot
 

@@ -94,6 +94,7 @@ class MDFrame:
     positions_a: np.ndarray
     momenta: np.ndarray
     forces_ev_per_a: np.ndarray
+    stress_ev_per_a3: np.ndarray  # [3, 3] the potential's (configurational) stress, ASE sign: tensile positive
     potential_energy_ev: np.ndarray
     kinetic_energy_ev: np.ndarray
     temperature_k: np.ndarray
@@ -343,6 +344,7 @@ def _frame(step: int, state: MDState, traces: dict, n_dof: int, pressure_gpa: fl
         positions_a=as64(state.positions_a),
         momenta=as64(state.momenta),
         forces_ev_per_a=as64(state.forces_ev_per_a),
+        stress_ev_per_a3=as64(state.stress_ev_per_a3),
         potential_energy_ev=as64(traces["potential_energy_ev"]),
         kinetic_energy_ev=as64(traces["kinetic_energy_ev"]),
         temperature_k=as64(temperature_k(traces["kinetic_energy_ev"], n_dof)),
