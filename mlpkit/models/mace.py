@@ -18,9 +18,12 @@ high-symmetry structures. Equivariance comes from e3nn-jax's Clebsch–Gordan pr
 
 from __future__ import annotations
 
+import functools
+
 import e3nn_jax as e3nn
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from mlpkit.models.graph import Graph, gather_neighbors, radial_features
 
@@ -43,6 +46,25 @@ class RadialWeights(nn.Module):
         return nn.Dense(self.n_weights, use_bias=False)(x)
 
 
+@functools.lru_cache(maxsize=None)
+def _coupling(irreps_1: str, irreps_2: str, irreps_out: str) -> tuple[np.ndarray, e3nn.Irreps]:
+    """The Clebsch–Gordan products of two irreps arrays as one dense [d1, d2, d_out] tensor, and its irreps.
+
+    e3nn's ``tensor_product`` is bilinear, so its value on pairs of unit vectors is that tensor; one einsum
+    with it is several times faster on a CPU than e3nn's path-by-path products (and their derivatives).
+    """
+    first = e3nn.IrrepsArray(irreps_1, np.eye(e3nn.Irreps(irreps_1).dim))[:, None]
+    second = e3nn.IrrepsArray(irreps_2, np.eye(e3nn.Irreps(irreps_2).dim))[None, :]
+    product = e3nn.tensor_product(first, second, filter_ir_out=irreps_out)
+    return np.asarray(product.array), product.irreps
+
+
+def coupled(x: e3nn.IrrepsArray, y: e3nn.IrrepsArray, irreps_out: str) -> e3nn.IrrepsArray:
+    """Channel-wise ``e3nn.tensor_product(x, y, filter_ir_out=irreps_out)`` of [N, C, ·] arrays, as one einsum."""
+    tensor, irreps = _coupling(str(x.irreps), str(y.irreps), irreps_out)
+    return e3nn.IrrepsArray(irreps, jnp.einsum("nci,ncj,ijk->nck", x.array, y.array, tensor.astype(x.dtype)))
+
+
 class MACEInteraction(nn.Module):
     features: int
     average_neighbors: float
@@ -56,18 +78,16 @@ class MACEInteraction(nn.Module):
         scalars = nn.Dense(c, use_bias=False, name="mix_in")(nodes.filter("0e").array)  # [N, C]
         weights = RadialWeights(c * len(sh), name="radial")(radial).reshape(radial.shape[:2] + (c, len(sh)))
         weights = jnp.where(graph.edge_mask[..., None, None], weights, 0.0)  # [N, M, C, L]
-        per_component = jnp.repeat(weights, jnp.array([ir.dim for _, ir in sh]), axis=-1,
-                                   total_repeat_length=sh.dim)  # [N, M, C, Σ(2l+1)]
+        degree = np.repeat(np.eye(len(sh)), [ir.dim for _, ir in sh], axis=1).astype(weights.dtype)  # [L, Σ(2l+1)]
         neighbours = gather_neighbors(scalars, graph.neighbor_index)  # [N, M, C]
-        basis = jnp.einsum("nmc,nmck,nmk->nck", neighbours, per_component, edge_sh.array)
+        basis = jnp.einsum("nmc,nmcl,nmk,lk->nck", neighbours, weights, edge_sh.array, degree)
         a = e3nn.IrrepsArray(sh, basis / jnp.sqrt(self.average_neighbors))  # [N, C, 0e + 1o + 2e]
         a = e3nn.flax.Linear(sh, channel_out=c, name="atomic_basis")(a)
         # products within each channel: A, A⊗A, (A⊗A)⊗A (up to four-body), and A ⊗ the atom's own features
         own = nodes.mul_to_axis(c)  # [N, C, irreps of one channel]
-        a2 = e3nn.tensor_product(a, a, filter_ir_out=EDGE_L)
-        a3 = e3nn.tensor_product(a2, a, filter_ir_out=HIDDEN_L)
-        coupled = e3nn.tensor_product(a, own, filter_ir_out=HIDDEN_L)
-        products = e3nn.concatenate([a.filter(HIDDEN_L), a2.filter(HIDDEN_L), a3, coupled], axis=-1)
+        a2 = coupled(a, a, EDGE_L)
+        a3 = coupled(a2, a, HIDDEN_L)
+        products = e3nn.concatenate([a.filter(HIDDEN_L), a2.filter(HIDDEN_L), a3, coupled(a, own, HIDDEN_L)], axis=-1)
         hidden = e3nn.Irreps(HIDDEN_L) * c
         update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products.regroup().axis_to_mul())
         return update + e3nn.flax.Linear(hidden, force_irreps_out=True, name="self_connection")(nodes)
