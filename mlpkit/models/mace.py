@@ -8,7 +8,7 @@ Each atom carries C channels of irreducible features (scalars 0e and vectors 1o)
    terms (correlation order 3), as ACE does, and A ⊗ h_i with the atom's own scalars and vectors;
 3. mixes those into the next features and adds a linear self-connection.
 Messages carry only the neighbours' scalars, which makes the per-edge work an outer product rather than
-a Clebsch–Gordan product (six times cheaper on a CPU); vectors still carry directional information
+a Clebsch–Gordan product; vectors still carry directional information
 from layer to layer through the atom's own products. Every layer's scalars add an energy through a linear readout; the last one through a small MLP.
 
 Everything is polynomial in the edge directions and smooth in the distances (the radial network has
