@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,10 @@ def test_huge_pages_benchmark_smoke_trains_under_both_allocator_settings():
     assert len(rows) == 2, result.stdout
     for row in rows:
         assert float(row[2].split()[0]) > 0 and float(row[6].split()[0]) > 0  # wall time, page faults
+
+
+def test_install_size_benchmark_counts_the_runtime_closure_and_each_extra():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "install_size.py")], capture_output=True, text=True, check=True)
+    sizes = dict(re.findall(r"^(runtime[^:]*): \d+ distributions, (\d+) MiB$", result.stdout, flags=re.M))
+    assert {"runtime", "runtime + notebooks", "runtime + test"} <= set(sizes)
+    assert 0 < int(sizes["runtime"]) < int(sizes["runtime + test"])  # an extra only adds
