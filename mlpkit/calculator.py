@@ -43,12 +43,13 @@ class PotentialCalculator(Calculator):
         neighbors = build_neighbors(atoms.positions, atoms.cell.array, atoms.pbc, self.potential.cutoff_a)
         with jax.enable_x64(self.float64):
             dtype = np.float64 if self.float64 else np.float32
-            results = self.compute(np.asarray(atoms.positions, dtype), np.asarray(atoms.cell.array, dtype), atoms.numbers, neighbors)
+            results = self.compute(np.asarray(atoms.positions, dtype), np.asarray(atoms.cell.array, dtype), atoms.numbers,
+                                   neighbors, properties)
         if not atoms.pbc.all():
             results = {key: value for key, value in results.items() if not key.startswith("stress")}
         self.results = results
 
-    def compute(self, positions_a, cell_a, species, neighbors) -> dict:
+    def compute(self, positions_a, cell_a, species, neighbors, properties=("energy",)) -> dict:
         """ASE results of one structure; stress as a Voigt vector."""
         energy, forces, stress = self._evaluate(positions_a, cell_a, species, neighbors)
         energy = float(energy)
@@ -64,7 +65,8 @@ class MLPCalculator(PotentialCalculator):
     """ASE calculator of a trained model (an ensemble of K ≥ 1 members), from :func:`load_calculator`.
 
     Energy, forces, stress and ``energies`` (per-atom energies [N], eV, summing to the energy, as in ASE)
-    are ensemble means. ``results`` also holds the spread across members (standard deviations, zero for
+    are ensemble means (``energies`` costs one more forward pass, so it is computed when asked for, by
+    ``get_potential_energies()``). ``results`` also holds the spread across members (standard deviations, zero for
     a single model): ``energy_std`` (eV), ``forces_std`` [N, 3] (eV/Å), ``stress_std`` [6] (eV/Å³), and
     ``member_energies``, the K members' total energies (eV).
     """
@@ -78,23 +80,25 @@ class MLPCalculator(PotentialCalculator):
         self._atom_energies = jax.jit(checkpoint.atom_energies_evaluator())
         self._params = cast_params(checkpoint.params, np.float64 if float64 else np.float32)
 
-    def compute(self, positions_a, cell_a, species, neighbors) -> dict:
+    def compute(self, positions_a, cell_a, species, neighbors, properties=("energy",)) -> dict:
         params = self._params
         energies, forces, stresses = (np.asarray(x, np.float64) for x in self._members(params, positions_a, cell_a, species, neighbors))
         stresses = voigt_from_tensor(stresses)
         energy = float(energies.mean())
-        atom_energies = np.asarray(self._atom_energies(params, positions_a, cell_a, species, neighbors), np.float64)
-        return {
+        results = {
             "energy": energy,
             "free_energy": energy,
             "forces": forces.mean(axis=0),
             "stress": stresses.mean(axis=0),
-            "energies": atom_energies.mean(axis=0),
             "member_energies": energies,
             "energy_std": float(energies.std()),
             "forces_std": forces.std(axis=0),
             "stress_std": stresses.std(axis=0),
         }
+        if "energies" in properties:  # a second forward pass: only when asked (ASE calls again if it is)
+            atom_energies = self._atom_energies(params, positions_a, cell_a, species, neighbors)
+            results["energies"] = np.asarray(atom_energies, np.float64).mean(axis=0)
+        return results
 
 
 def load_calculator(checkpoint_path, float64: bool = False) -> MLPCalculator:
