@@ -64,7 +64,7 @@ def measured(folder: Path, name: str, config: TrainConfig, data) -> dict:
         return json.loads(summary_path.read_text())
     train_set, val_set, test = data
     result = train(train_set, val_set, config, progress=False)
-    best = min(result.history, key=lambda row: row["force_mae_ev_per_a"])
+    best = result.history[int(result.best_epoch[0])]
     summary = {
         "variant": name, "val_force_mae_ev_per_a": best["force_mae_ev_per_a"],
         "val_energy_mae_mev_per_atom": best["energy_mae_mev_per_atom"], "best_epoch": int(result.best_epoch[0]),
