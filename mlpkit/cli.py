@@ -5,12 +5,30 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 
 from mlpkit.errors import MlpkitError
 from mlpkit.models import ARCHITECTURES, ModelConfig
 from mlpkit.runtime import run_with_huge_pages, with_huge_pages
+
+MAX_SUPERCELL = 40  # 512,000 atoms: beyond it neighbour lists alone outgrow a workstation's memory
+# what an interrupted verb has kept, and how to go on
+RESUME_HINTS = {
+    "train": "the last finished epoch is kept in {out}/model.resume.npz",
+    "md": "the last finished chunk is kept in {out}/state.npz",
+    "study": "every finished run is kept in {out}/runs",
+}
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that open atomic writes are cleaned up on the way out."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def _data_generate(args) -> None:
@@ -51,25 +69,26 @@ def _data_info(args) -> None:
 def _resolve_data(spec: str):
     """A data path, or ``sw:Si`` / ``sw:Ge`` (optionally ``sw:Si:test``) for the shipped SW sets."""
     from mlpkit.data import load_dataset, sw_data_path
+    from mlpkit.fileio import regular_file
 
     if spec.startswith("sw:"):
         element, _, split = spec[3:].partition(":")
         return load_dataset(sw_data_path(element, split or "training"))
-    return load_dataset(spec)
+    return load_dataset(regular_file(spec, "data"))
 
 
 def _train(args) -> None:
     import dataclasses
-    import json
-    from pathlib import Path
 
     from mlpkit.data import outlier_report, shuffled, train_val_split
     from mlpkit.data.outliers import describe
     from mlpkit.errors import DataError
-    from mlpkit.fileio import write_text_atomic
-    from mlpkit.training import TrainConfig, evaluate, train, write_history
-    from mlpkit.training.resume import resume_path
+    from mlpkit.fileio import locked_folder, writable_folder
+    from mlpkit.training import TrainConfig
 
+    out = writable_folder(args.out)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise MlpkitError(f"--max-frames must be at least 1, got {args.max_frames}")
     dataset = _resolve_data(args.data)
     if args.validation:
         train_set, validation_set = dataset, _resolve_data(args.validation)
@@ -90,7 +109,17 @@ def _train(args) -> None:
     outliers = outlier_report(dataset, config.model.cutoff_a)
     if outliers and not args.allow_outliers:
         raise DataError(f"{describe(outliers)}; fix or remove them, or pass --allow-outliers", path=args.data)
-    out = Path(args.out)
+    with locked_folder(out):
+        _fit(args, out, train_set, validation_set, config)
+
+
+def _fit(args, out, train_set, validation_set, config) -> None:
+    import json
+
+    from mlpkit.fileio import write_text_atomic
+    from mlpkit.training import evaluate, train, write_history
+    from mlpkit.training.resume import resume_path
+
     history = []
 
     def record(epoch, metrics):
@@ -121,6 +150,7 @@ def _train(args) -> None:
 def _study(args) -> None:
     import dataclasses
 
+    from mlpkit.fileio import writable_folder
     from mlpkit.study import StudyConfig, run_study
     from mlpkit.training import TrainConfig
 
@@ -131,26 +161,32 @@ def _study(args) -> None:
     config = config.quick() if args.quick else config
     if args.sizes:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
+    if args.epochs is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_epochs=args.epochs))
+    writable_folder(args.out)
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()  # coordinator, process count and index from the cluster environment
-    rows = run_study(config, args.out, progress=not args.no_progress)
+        # coordinator, process count and index from the flags, else from the cluster environment (SLURM, ...)
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    rows = run_study(config, args.out, progress=not args.no_progress, wait_timeout_s=args.wait_timeout)
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
 
 
 def _properties(args) -> None:
     import json
-    from pathlib import Path
 
     from mlpkit.analysis import PropertyConfig, compute_properties
-    from mlpkit.fileio import write_text_atomic
+    from mlpkit.fileio import regular_file, writable_folder, write_text_atomic
 
     config = PropertyConfig().quick() if args.quick else PropertyConfig()
+    out = writable_folder(args.out)
+    if not args.potential.startswith("sw:"):
+        regular_file(args.potential, "--potential")
     start = time.perf_counter()
     properties = compute_properties(args.potential, args.element, config)
     properties["wall_s"] = time.perf_counter() - start
-    path = Path(args.out) / "properties.json"
+    path = out / "properties.json"
     write_text_atomic(path, json.dumps(properties, indent=2) + "\n")
     print(f"{properties['element']}: a0 {properties['a0_angstrom']:.4f} Å, B {properties['bulk_modulus_gpa']:.1f} GPa, "
           f"C11/C12/C44 {properties['c11_gpa']:.1f}/{properties['c12_gpa']:.1f}/{properties['c44_gpa']:.1f} GPa, "
@@ -164,37 +200,53 @@ def _md_structure(args, potential):
     """The starting structure: ``--structure FILE`` (any ASE-readable file), else a diamond supercell."""
     import ase.io
 
+    from mlpkit.fileio import regular_file
     from mlpkit.structures import diamond
 
     if args.structure:
         try:
-            return ase.io.read(args.structure)
+            return ase.io.read(regular_file(args.structure, "--structure"))
         except Exception as error:  # ASE raises many types for unreadable files
             raise MlpkitError(f"{args.structure}: cannot read a structure ({error})") from error
     element = args.element or (potential.elements or ("Si",))[0]
-    if args.supercell < 1:
-        raise MlpkitError(f"--supercell must be at least 1, got {args.supercell}")
+    if not 1 <= args.supercell <= MAX_SUPERCELL:
+        raise MlpkitError(f"--supercell must be 1 … {MAX_SUPERCELL} ({8 * MAX_SUPERCELL ** 3:,} atoms), got {args.supercell}")
     return diamond(element, (args.supercell,) * 3)
 
 
 def _md(args) -> None:
-    import json
-    import math
-
     from mlpkit import load_potential
-    from mlpkit.fileio import write_text_atomic
-    from mlpkit.md import MDConfig, MDInstability, StabilityLimits, run_md
+    from mlpkit.fileio import locked_folder, regular_file, sha256_of, writable_folder
+    from mlpkit.md import MDConfig, StabilityLimits
     from mlpkit.md.output import RunFolder
-    from mlpkit.md.run import NO_LIMITS
+    from mlpkit.md.run import NO_LIMITS, checked_start_temperature
 
-    potential = load_potential(args.potential)
-    atoms = _md_structure(args, potential)
+    out = writable_folder(args.out)
+    if not 1 <= args.chunk <= args.steps:
+        raise MlpkitError(f"--steps must be at least 1 and --chunk 1 … --steps, got --steps {args.steps} --chunk {args.chunk}")
     nvt = args.ensemble == "nvt"
     config = MDConfig(dt_fs=args.dt, temperature_k=args.temperature if nvt else None, thermostat=args.thermostat,
                       chunk_steps=args.chunk, float64=not args.float32)
+    checked_start_temperature(args.temperature)
     limits = NO_LIMITS if args.no_monitor else StabilityLimits(max_spread_ev_per_a=args.max_spread)
+    sw = args.potential.startswith("sw:")
+    potential = load_potential(args.potential if sw else regular_file(args.potential, "--potential"))
+    atoms = _md_structure(args, potential)
     settings = {key: value for key, value in vars(args).items() if key not in ("run", "argv", "out", "no_progress", "steps")}
-    run = RunFolder(args.out, atoms, settings, config.dt_fs, with_forces=args.forces)
+    # a resume continues only against the same files, not merely the same paths
+    settings["potential_sha256"] = None if sw else sha256_of(args.potential)
+    settings["structure_sha256"] = sha256_of(args.structure) if args.structure else None
+    with locked_folder(out):
+        _simulate(args, potential, atoms, config, limits, RunFolder(out, atoms, settings, config.dt_fs, with_forces=args.forces))
+
+
+def _simulate(args, potential, atoms, config, limits, run) -> None:
+    import json
+    import math
+
+    from mlpkit.fileio import write_text_atomic
+    from mlpkit.md import MDInstability, run_md
+
     resume = run.resume_point()
     if resume is None:
         run.start()
@@ -281,8 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--rescale-lengths", action=argparse.BooleanOptionalAction, default=True,
                        help="'transfer' models see Ge geometry scaled by a_Si / a_Ge of the data's reference (default: on, "
                             "the best protocol measured; 'transfer-plain', the paper's, never is)")
+    study.add_argument("--epochs", type=int, help="maximum epochs per training (default 300; 20 with --quick)")
     study.add_argument("--distributed", action="store_true",
                        help="one of several processes (jax.distributed) sharing the cells and the --out folder")
+    study.add_argument("--coordinator", help="with --distributed: HOST:PORT of process 0 (default: from the cluster environment)")
+    study.add_argument("--num-processes", type=int, help="with --distributed: number of processes")
+    study.add_argument("--process-id", type=int, help="with --distributed: this process's index, 0 … P−1")
+    study.add_argument("--wait-timeout", type=float, default=600.0,
+                       help="seconds a process waits for a run another process has not started or stopped updating "
+                            "(default 600)")
     study.add_argument("--model", default=ModelConfig().architecture, choices=sorted(ARCHITECTURES))
     study.add_argument("--out", required=True, help="output folder: results.csv, results.json, report.html, runs/")
     study.add_argument("--quick", action="store_true", help="small models, 20 epochs, sizes up to 100 (timings: benchmarks/RESULTS.md)")
@@ -320,11 +379,25 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         args.run(args)
     except MlpkitError as error:
         print(f"mlpkit: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system refused: name the file and the reason, not a traceback
+        where = error.filename if error.filename is not None else "mlpkit"
+        print(f"mlpkit: error: {where}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Terminated) as signalled:
+        kept = RESUME_HINTS.get(args.verb, "").format(out=getattr(args, "out", ""))
+        print(f"mlpkit: interrupted{'; ' + kept if kept else ''}; run the same command again to "
+              f"{'resume' if kept else 'start over'}", file=sys.stderr)
+        return 143 if isinstance(signalled, Terminated) else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import math
@@ -121,3 +122,77 @@ def _typed(hint, value, where: str):
             raise MlpkitError(f"{where}: {value} is not a finite number")
         return float(value)
     raise MlpkitError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r:.60}")
+
+
+def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` as a folder that exists (made if needed) and takes files, checked before any work starts.
+
+    A path that is a file, a device, read-only or on a full disk raises :class:`~mlpkit.errors.MlpkitError`
+    naming it and the reason, instead of a traceback after the work is done.
+    """
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise MlpkitError(f"{option} {path}: exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise MlpkitError(f"{option} {path}: cannot write there ({error.strerror or error})") from None
+    return path
+
+
+@contextlib.contextmanager
+def locked_folder(path: str | os.PathLike, wait: bool = False):
+    """Hold an exclusive lock on folder ``path`` (``fcntl.flock`` on ``path/.lock``, which records the holder's pid).
+
+    Without ``wait`` a folder another process holds raises :class:`~mlpkit.errors.MlpkitError` naming that
+    process; with ``wait`` it blocks until the other process lets go. The lock ends with the process, however
+    it ends, so a killed run never leaves a folder locked.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "a+") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            stream.seek(0)
+            holder = stream.read().strip() or "unknown"
+            raise MlpkitError(f"{path}: in use by another mlpkit run (pid {holder}); wait for it to finish or choose "
+                              "another output folder") from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(str(os.getpid()))
+        stream.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
+
+
+def regular_file(path: str | os.PathLike, option: str) -> Path:
+    """``path`` if it is an existing regular file; a missing path, a folder or a FIFO (which would hang a
+    reader) raises :class:`~mlpkit.errors.MlpkitError` naming ``option`` and the path."""
+    path = Path(path)
+    if not path.exists():
+        raise MlpkitError(f"{option} {path}: no such file")
+    if not path.is_file():
+        raise MlpkitError(f"{option} {path}: not a regular file")
+    return path
+
+
+def folder_in_use(path: str | os.PathLike) -> bool:
+    """Whether some process holds :func:`locked_folder` on ``path`` right now."""
+    try:
+        stream = open(Path(path) / ".lock", "a+")
+    except OSError:
+        return False
+    with stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(stream, fcntl.LOCK_UN)
+        return False

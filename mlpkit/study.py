@@ -30,11 +30,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import mlpkit
-from mlpkit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mlpkit.checkpoint import load_checkpoint, save_checkpoint
 from mlpkit.data import load_dataset, shuffled, sw_data_path, train_val_split
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import dataclass_from_dict, write_text_atomic
+from mlpkit.fileio import dataclass_from_dict, folder_in_use, locked_folder, sha256_of, write_text_atomic
 from mlpkit.report import errors_by_label, write_report
 from mlpkit.selection import force_disagreement, ranked_by_disagreement
 from mlpkit.training import TrainConfig, evaluate_members, predict_members, train
@@ -87,70 +87,117 @@ class StudyConfig:
         return dataclass_from_dict(cls, values, "study configuration")
 
 
-def _load(config: StudyConfig, element: str, split: str) -> Dataset:
+def _path(config: StudyConfig, element: str, split: str) -> Path:
     if config.data == "sw":
-        return load_dataset(sw_data_path(element, split))
-    return load_dataset(Path(config.mlearn_dir) / element / f"{split}.json")
+        return sw_data_path(element, split)
+    return Path(config.mlearn_dir) / element / f"{split}.json"
+
+
+STUDY_FILES = (("Si", "training"), ("Ge", "training"), ("Ge", "test"))
 
 
 def load_study_data(config: StudyConfig) -> dict[str, Dataset]:
     """Si training/validation, the shuffled Ge pool (nested subsets via ``first``), Ge validation and test."""
-    si_train, si_validation = train_val_split(_load(config, "Si", "training"), config.validation_fraction, config.data_seed)
-    ge_pool, ge_validation = train_val_split(_load(config, "Ge", "training"), config.validation_fraction, config.data_seed)
+    si_train, si_validation = train_val_split(load_dataset(_path(config, "Si", "training")), config.validation_fraction, config.data_seed)
+    ge_pool, ge_validation = train_val_split(load_dataset(_path(config, "Ge", "training")), config.validation_fraction, config.data_seed)
     return {
         "si_train": si_train, "si_validation": si_validation,
         "ge_pool": shuffled(ge_pool, config.data_seed), "ge_validation": ge_validation,
-        "ge_test": _load(config, "Ge", "test"),
+        "ge_test": load_dataset(_path(config, "Ge", "test")),
     }
+
+
+def data_checksums(config: StudyConfig) -> dict[str, str]:
+    """SHA-256 of every data file the study reads, by ``El/split``: part of every run's key."""
+    return {f"{element}/{split}": sha256_of(_path(config, element, split)) for element, split in STUDY_FILES}
 
 
 def run_key(payload: dict) -> str:
     """Short SHA-256 of a run's full configuration (canonical JSON)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:16]
 
 
-def _cached_training(folder: Path, payload: dict, train_fn, test_set: Dataset | None = None, wait: bool = False) -> dict:
-    """The finished run in ``folder``, or train (and test) it now; with ``wait``, wait for another process to.
+def _canonical(values: dict) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
 
-    Returns {"checkpoint", "wall_s", "test"}: "test" holds each member's errors on ``test_set``.
+
+def _cached_training(folder: Path, payload: dict, train_fn, test_set: Dataset | None = None,
+                     wait_timeout_s: float | None = None) -> dict:
+    """The finished run in ``folder``, or train (and test) it now.
+
+    With ``wait_timeout_s``, the run belongs to another process: wait for it, for as long as some process
+    holds the folder's lock or at most ``wait_timeout_s`` without one. Training holds the folder's lock, so
+    two studies writing into one folder share the run instead of both training it. Returns {"checkpoint",
+    "wall_s", "test", "sha256"}: "test" holds each member's errors on ``test_set``, "sha256" the checkpoint's.
     ``done.json`` is written last, so a run interrupted before it is simply run again.
     """
     done = folder / "done.json"
-    while wait and not done.exists():
-        time.sleep(POLL_S)
-    if done.exists():
-        record = _finished_record(done)
-        return {**record, "checkpoint": load_checkpoint(folder / "model.npz")}
-    result = train_fn()
-    save_checkpoint(result.checkpoint, folder / "model.npz")
-    tested = evaluate_members(result.checkpoint, test_set) if test_set is not None else []
-    record = {"config": payload, "wall_s": result.wall_s, "test": tested}
-    write_text_atomic(done, json.dumps(record, default=str, indent=1))
-    return {**record, "checkpoint": result.checkpoint}
+    if wait_timeout_s is not None:
+        _wait_for(done, wait_timeout_s)
+    with locked_folder(folder, wait=True):
+        if done.exists():
+            record = _finished_record(folder)
+            return {**record, "checkpoint": load_checkpoint(folder / "model.npz"), "sha256": record["model_sha256"]}
+        result = train_fn()
+        save_checkpoint(result.checkpoint, folder / "model.npz")
+        tested = evaluate_members(result.checkpoint, test_set) if test_set is not None else []
+        record = {"config": payload, "wall_s": result.wall_s, "test": tested, "model_sha256": sha256_of(folder / "model.npz")}
+        write_text_atomic(done, json.dumps({**record, "record_sha256": _sha256_text(_canonical(record))}, default=str, indent=1))
+    return {**record, "checkpoint": result.checkpoint, "sha256": record["model_sha256"]}
 
 
-def _finished_record(done: Path) -> dict:
-    """A run's ``done.json``; an unreadable one is named, with the way out, instead of a JSON traceback."""
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _wait_for(done: Path, timeout_s: float) -> None:
+    """Return once ``done`` exists; raise if for ``timeout_s`` no process held its folder's lock."""
+    idle_since = time.monotonic()
+    while not done.exists():
+        if folder_in_use(done.parent):
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > timeout_s:
+            raise MlpkitError(f"waited {timeout_s:g} s for the run in {done.parent}, and no process is training it: the "
+                              "process it belongs to has stopped; start all processes again with the same command to resume")
+        time.sleep(min(POLL_S, timeout_s))
+
+
+def _finished_record(folder: Path) -> dict:
+    """A finished run's ``done.json``, checked: its own checksum, its configuration against the folder's name
+    (the hash of it) and its checkpoint's SHA-256. Anything edited, swapped or unreadable is refused, naming
+    the folder and the way out, instead of being trusted."""
+    done = folder / "done.json"
     try:
         record = json.loads(done.read_text())
         if not isinstance(record, dict) or not isinstance(record.get("test"), list) or "wall_s" not in record:
             raise ValueError("it lacks 'test' or 'wall_s'")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise MlpkitError(f"{done}: unreadable record of a finished run ({error}); delete its folder to run it again") from None
-    return record
+    stored = record.pop("record_sha256", None)
+    if stored != _sha256_text(_canonical(record)):
+        problem = "done.json was edited (its checksum does not match its contents)"
+    elif run_key(record.get("config")) != folder.name:
+        problem = "the configuration in done.json is not the one the folder's name is the hash of"
+    elif not (folder / "model.npz").is_file() or sha256_of(folder / "model.npz") != record.get("model_sha256"):
+        problem = "model.npz is not the checkpoint this run wrote (its SHA-256 differs from done.json's)"
+    else:
+        return record
+    raise MlpkitError(f"{folder}: {problem}; delete the folder to train this run again")
 
 
-def _source_model(config: StudyConfig, data: dict, out: Path, progress: bool, wait: bool) -> Checkpoint:
+def _source_model(config: StudyConfig, data: dict, checksums: dict, out: Path, progress: bool,
+                  wait_timeout_s: float | None) -> dict:
+    """The Si source run: {"checkpoint", "sha256", ...} (see :func:`_cached_training`)."""
     train_config = dataclasses.replace(config.train, seeds=config.seeds)
     payload = {"role": "source", "data": config.data, "train": dataclasses.asdict(train_config),
                "validation_fraction": config.validation_fraction, "data_seed": config.data_seed,
-               "version": mlpkit.__version__}
+               "data_sha256": checksums, "version": mlpkit.__version__}
     folder = out / "runs" / run_key(payload)
 
     def fit():
         return train(data["si_train"], data["si_validation"], train_config, progress=progress)
 
-    return _cached_training(folder, payload, fit, wait=wait)["checkpoint"]
+    return _cached_training(folder, payload, fit, wait_timeout_s=wait_timeout_s)
 
 
 def _transfer_config(config: StudyConfig, init: str) -> TransferConfig:
@@ -160,21 +207,21 @@ def _transfer_config(config: StudyConfig, init: str) -> TransferConfig:
     return config.transfer.with_length_scaling(config.data) if config.rescale_lengths else config.transfer
 
 
-def active_order(config: StudyConfig, data: dict, source: Checkpoint, out: Path) -> list[int]:
+def active_order(config: StudyConfig, data: dict, source: dict, checksums: dict, out: Path) -> list[int]:
     """Ge pool indices, most disputed by the Si ensemble first (seen through the transfer's length scale); cached."""
     transfer = _transfer_config(config, "transfer")
-    payload = {"role": "selection", "source": source.metadata.get("train_config"), "data": config.data,
+    payload = {"role": "selection", "source_sha256": source["sha256"], "data": config.data, "data_sha256": checksums,
                "data_seed": config.data_seed, "validation_fraction": config.validation_fraction,
                "length_scale": transfer.length_scale, "version": mlpkit.__version__}
     path = out / "runs" / run_key(payload) / "order.json"
     if not path.exists():
-        order = ranked_by_disagreement(force_disagreement(transferred(source, transfer), data["ge_pool"]))
+        order = ranked_by_disagreement(force_disagreement(transferred(source["checkpoint"], transfer), data["ge_pool"]))
         write_text_atomic(path, json.dumps(order.tolist()))
     return json.loads(path.read_text())
 
 
-def _target_run(config: StudyConfig, data: dict, source: Checkpoint, size: int, init: str, out: Path, progress: bool,
-                wait: bool = False):
+def _target_run(config: StudyConfig, data: dict, checksums: dict, source: dict | None, size: int, init: str, out: Path,
+                progress: bool, wait_timeout_s: float | None = None):
     """Train (or read back) one cell: all seeds of one (size, init) as one vmapped ensemble."""
     train_config = dataclasses.replace(config.train, seeds=config.seeds)
     pool = data["ge_active_pool"] if init.endswith(ACTIVE) else data["ge_pool"]
@@ -182,18 +229,18 @@ def _target_run(config: StudyConfig, data: dict, source: Checkpoint, size: int, 
     transfer = _transfer_config(config, init)
     payload = {"role": "target", "data": config.data, "size": len(frames), "init": init,
                "train": dataclasses.asdict(train_config), "validation_fraction": config.validation_fraction,
-               "data_seed": config.data_seed, "version": mlpkit.__version__}
-    if init != "scratch":
+               "data_seed": config.data_seed, "data_sha256": checksums, "version": mlpkit.__version__}
+    if init != "scratch":  # the active selection depends on the source too
         payload["transfer"] = dataclasses.asdict(transfer)
-        payload["source"] = source.metadata.get("train_config")
+        payload["source_sha256"] = source["sha256"]
     folder = out / "runs" / run_key(payload)
 
     def fit():
         if init.startswith("scratch"):
             return train(frames, data["ge_validation"], train_config, progress=progress)
-        return fine_tune(source, frames, data["ge_validation"], train_config, transfer, progress=progress)
+        return fine_tune(source["checkpoint"], frames, data["ge_validation"], train_config, transfer, progress=progress)
 
-    return _cached_training(folder, payload, fit, data["ge_test"], wait), len(frames), folder / "model.npz"
+    return _cached_training(folder, payload, fit, data["ge_test"], wait_timeout_s), len(frames), folder / "model.npz"
 
 
 def shard(cells: list, index: int, count: int) -> list:
@@ -212,26 +259,30 @@ def _submit_on_devices(cells: list, run_cell, devices: list, executors: list) ->
     return {cell: executors[k % len(devices)].submit(on(devices[k % len(devices)]), cell) for k, cell in enumerate(cells)}
 
 
-def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devices=None, process=None) -> list[dict]:
+def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devices=None, process=None,
+              wait_timeout_s: float = 600.0) -> list[dict]:
     """Run (or resume) the whole sweep; writes ``out/results.csv``, ``results.json`` and ``report.html``.
 
     ``on_row(row)`` is called as each row becomes available (live plots). ``devices`` (default
     ``jax.local_devices()``) run this process's cells round-robin; ``process`` = (index, count) (default
     ``jax.process_index()``, ``jax.process_count()``) picks its share. Process 0 trains the source model
-    and writes the files; the other processes wait for the runs they need in ``out/runs``.
+    and writes the files; the other processes wait for the runs they need in ``out/runs``, and give up with
+    an error after ``wait_timeout_s`` in which no process held the run's folder.
     """
     out = Path(out)
     devices = jax.local_devices() if devices is None else list(devices)
     index, count = (jax.process_index(), jax.process_count()) if process is None else process
-    data = load_study_data(config)
-    source = _source_model(config, data, out, progress, wait=index != 0) if set(config.inits) - {"scratch"} else None
+    data, checksums = load_study_data(config), data_checksums(config)
+    needs_source = set(config.inits) - {"scratch"}
+    source_wait = wait_timeout_s if index != 0 else None
+    source = _source_model(config, data, checksums, out, progress, source_wait) if needs_source else None
     if any(init.endswith(ACTIVE) for init in config.inits):
-        data["ge_active_pool"] = data["ge_pool"].select(active_order(config, data, source, out))
+        data["ge_active_pool"] = data["ge_pool"].select(active_order(config, data, source, checksums, out))
     cells = [(size, init) for size in config.sizes for init in config.inits]
     inner_progress = progress and len(devices) == 1
 
-    def run_cell(cell, wait=False):
-        return _target_run(config, data, source, *cell, out, inner_progress, wait)
+    def run_cell(cell, wait_s=None):
+        return _target_run(config, data, checksums, source, *cell, out, inner_progress, wait_s)
 
     executors = [ThreadPoolExecutor(1) for _ in devices]
     try:
@@ -239,7 +290,7 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
         rows = []
         for size, init in tqdm(cells, desc="study", unit="run", disable=not progress):
             mine = futures.get((size, init))
-            run, n_frames, path = mine.result() if mine else run_cell((size, init), wait=True)
+            run, n_frames, path = mine.result() if mine else run_cell((size, init), wait_timeout_s)
             for seed, metrics in zip(config.seeds, run["test"]):
                 row = {"data": config.data, "size": n_frames, "seed": seed, "init": init, **metrics,
                        "train_frames": n_frames, "wall_s": run["wall_s"], "checkpoint": str(path.relative_to(out))}

@@ -54,10 +54,11 @@ def test_results_have_one_row_per_size_seed_and_init(finished):
 
 def test_active_selection_takes_the_most_disputed_frames_nested(finished):
     out, _ = finished
-    data = load_study_data(CONFIG)
-    source = study_module._source_model(CONFIG, data, out, progress=False, wait=False)
-    order = study_module.active_order(CONFIG, data, source, out)
-    disagreement = force_disagreement(transferred(source, study_module._transfer_config(CONFIG, "transfer")), data["ge_pool"])
+    data, checksums = load_study_data(CONFIG), study_module.data_checksums(CONFIG)
+    source = study_module._source_model(CONFIG, data, checksums, out, progress=False, wait_timeout_s=None)
+    order = study_module.active_order(CONFIG, data, source, checksums, out)
+    transfer = study_module._transfer_config(CONFIG, "transfer")
+    disagreement = force_disagreement(transferred(source["checkpoint"], transfer), data["ge_pool"])
     assert sorted(order) == list(range(len(data["ge_pool"])))
     assert disagreement[order[:4]].min() >= np.delete(disagreement, order[:4]).max()  # the top of the ranking
     active = data["ge_pool"].select(order)

@@ -19,11 +19,14 @@ from mlpkit.data.dataset import Dataset
 
 ENERGY_SPREADS = 30.0  # robust spreads (1.4826 MAD) an energy per atom may lie from the set's typical one
 ENERGY_FLOOR_EV_PER_ATOM = 2.0  # ... and never flagged closer than this
+# |energy per atom| of real data in eV: cohesive energies (SW, VASP-like DFT totals) are a few eV/atom; the
+# same numbers in Hartree are ~0.15, in kcal/mol ~100
+ENERGY_WINDOW_EV_PER_ATOM = (0.5, 50.0)
 FORCE_RATIO = 20.0  # RMS force of a frame over the set's median RMS force
 FORCE_FLOOR_EV_PER_A = 5.0
 FORCE_LIMIT_EV_PER_A = 100.0  # any force component beyond this is implausible training data
 STRESS_LIMIT_GPA = 100.0
-DENSITY_RATIO = 3.0  # atoms per Å³ over the set's median
+DENSITY_RATIO = 3.0  # atoms per Å³ over (or under) the set's median; slabs with vacuum reach 0.44
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,8 @@ def outlier_report(dataset: Dataset, cutoff_a: float | None = None) -> list[Outl
 
     With ``cutoff_a`` (Å) also the frames whose periodic cell is under half the cutoff across.
     """
-    found = [*_energy_outliers(dataset), *_force_outliers(dataset), *_stress_outliers(dataset), *_density_outliers(dataset)]
+    found = [*_energy_outliers(dataset), *_unphysical_energies(dataset), *_force_outliers(dataset),
+             *_stress_outliers(dataset), *_density_outliers(dataset)]
     if cutoff_a is not None:
         found += _small_cells(dataset, cutoff_a)
     return sorted(found, key=lambda outlier: outlier.frame)
@@ -84,6 +88,18 @@ def _energy_outliers(dataset: Dataset) -> list[Outlier]:
     return outliers
 
 
+def _unphysical_energies(dataset: Dataset) -> list[Outlier]:
+    """Energies per atom outside the window of real data in eV, even when the whole set agrees (all in Hartree)."""
+    low, high = ENERGY_WINDOW_EV_PER_ATOM
+    per_atom = dataset.energy_ev / dataset.n_atoms  # [F] eV/atom
+    return [
+        Outlier(int(frame), "energy", f"{per_atom[frame]:.4g} eV/atom, outside the {low:g}–{high:g} eV/atom of "
+                                      "cohesive and DFT total energies: Hartree, kcal/mol or a per-element reference "
+                                      "subtracted? (data with another reference: --allow-outliers)")
+        for frame in np.flatnonzero(~((np.abs(per_atom) >= low) & (np.abs(per_atom) <= high)))
+    ]
+
+
 def _force_outliers(dataset: Dataset) -> list[Outlier]:
     offsets = dataset.offsets
     squares = np.add.reduceat(np.sum(dataset.forces_ev_per_a ** 2, axis=1), offsets[:-1]) if len(dataset) else np.zeros(0)
@@ -106,15 +122,17 @@ def _stress_outliers(dataset: Dataset) -> list[Outlier]:
 
 
 def _density_outliers(dataset: Dataset) -> list[Outlier]:
-    """Periodic frames much denser than the set's median: a cell in other units (Bohr, nm) than the rest."""
+    """Periodic frames much denser or sparser than the set's median: a cell in other units (Bohr, nm) than the rest."""
     periodic = dataset.pbc.all(axis=1)
     density = np.where(periodic, dataset.n_atoms / np.abs(np.linalg.det(dataset.cell_a)), np.nan)  # [F] atoms/Å³
     if not periodic.any():
         return []
     typical = np.nanmedian(density)
+    ratio = density / typical
     return [
-        Outlier(int(frame), "cell", f"{density[frame]:.3g} atoms/Å³, {density[frame] / typical:.1f}× the set's median: cell too small (other units?)")
-        for frame in np.flatnonzero(density > DENSITY_RATIO * typical)
+        Outlier(int(frame), "cell", f"{density[frame]:.3g} atoms/Å³, {ratio[frame]:.3g}× the set's median: "
+                                    f"cell too {'small' if ratio[frame] > 1 else 'large'} (other units?)")
+        for frame in np.flatnonzero((ratio > DENSITY_RATIO) | (ratio < 1 / DENSITY_RATIO))
     ]
 
 

@@ -64,11 +64,11 @@ class MDConfig:
     def __post_init__(self):
         if self.thermostat not in THERMOSTATS:
             raise MlpkitError(f"unknown thermostat {self.thermostat!r}; choose one of {list(THERMOSTATS)}")
-        if not (self.dt_fs > 0 and self.chunk_steps >= 1 and self.skin_a > 0 and 1 <= self.chain_length <= 8):
+        if not (0 < self.dt_fs < np.inf and self.chunk_steps >= 1 and 0 < self.skin_a < np.inf and 1 <= self.chain_length <= 8):
             raise MlpkitError(f"MD settings out of range: dt_fs={self.dt_fs}, chunk_steps={self.chunk_steps}, "
                               f"skin_a={self.skin_a}, chain_length={self.chain_length} (1 … 8)")
-        if self.temperature_k is not None and not self.temperature_k > 0:
-            raise MlpkitError(f"temperature_k must be positive, got {self.temperature_k}")
+        if self.temperature_k is not None and not 0 < self.temperature_k < np.inf:
+            raise MlpkitError(f"temperature_k must be a positive finite number of kelvin, got {self.temperature_k}")
 
     def degrees_of_freedom(self, n_atoms: int) -> int:
         """3N, less the 3 of the centre of mass where the dynamics conserve the total momentum."""
@@ -368,6 +368,13 @@ def start(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start
     return ResumePoint(0, state, np.asarray(state.positions_a), config.skin_a, 0)
 
 
+def checked_start_temperature(start_k: float) -> float:
+    """``start_k`` if it can seed Maxwell–Boltzmann momenta (finite, ≥ 0 K); else a clear error, not NaN momenta."""
+    if not 0 <= start_k < np.inf:
+        raise MlpkitError(f"the starting temperature must be a finite number of kelvin ≥ 0, got {start_k}")
+    return start_k
+
+
 def run_md(
     potential: Potential,
     atoms: Atoms,
@@ -390,7 +397,7 @@ def run_md(
     start_k = initial_temperature_k if initial_temperature_k is not None else (config.temperature_k or 0.0)
     if atoms.get_momenta().any():  # the structure brings its own velocities, and so its temperature
         start_k = float(temperature_k(kinetic_energy_ev(atoms.get_momenta(), atoms.get_masses()), config.degrees_of_freedom(len(atoms))))
-    point = resume or start(potential, atoms, config, seed, start_k)
+    point = resume or start(potential, atoms, config, seed, checked_start_temperature(start_k))
     reference_k = config.temperature_k if config.temperature_k is not None else start_k
     for frames, failures in simulate(potential, atoms, n_chunks, config, np.array([reference_k]), [point],
                                      limits or NO_LIMITS, progress):

@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from mlpkit.errors import MlpkitError
+
 
 @dataclasses.dataclass(frozen=True)
 class StabilityLimits:
@@ -28,6 +30,13 @@ class StabilityLimits:
     min_distance_a: float = 1.5
     max_energy_jump_ev_per_atom: float = 0.1
     max_spread_ev_per_a: float | None = 2.0
+
+    def __post_init__(self):
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        bad = [f"{name}={value}" for name, value in values.items() if value is not None and not value >= 0]
+        if bad or self.max_spread_ev_per_a == 0:
+            raise MlpkitError(f"stability limits must be numbers ≥ 0 (a spread > 0, None to switch it off): "
+                              f"{', '.join(bad) or 'max_spread_ev_per_a=0'}")
 
 
 @dataclasses.dataclass(frozen=True)

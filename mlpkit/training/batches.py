@@ -142,6 +142,12 @@ class BatchPlan:
     def __len__(self) -> int:
         return sum(-(-len(idx) // self.batch_size) for idx in self.buckets.values())
 
+    @property
+    def largest_batch(self) -> tuple[int, int, int]:
+        """(frames, padded atoms, neighbour capacity) of the largest batch: it sets the memory a step needs."""
+        n_pad = max(self.buckets)
+        return self.batch_size, n_pad, self._stacked[n_pad].neighbors.index.shape[-1]
+
     def _batch(self, n_pad: int, indices: np.ndarray) -> Batch:
         rows = np.full(self.batch_size, len(self.buckets[n_pad]))  # the bucket's empty frame
         rows[: len(indices)] = self._row[indices]

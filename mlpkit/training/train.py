@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 import warnings
 from typing import Callable
@@ -35,6 +36,8 @@ from mlpkit.training.resume import (
 )
 
 MONITOR = "force_mae_ev_per_a"  # validation metric for early stopping and the best checkpoint
+# a loss (eV², per atom and per component) no real data set reaches: 1e3 eV/Å force errors, or cells in other units
+LOSS_LIMIT = 1e6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +60,17 @@ class TrainConfig:
     float64: bool = False
 
     def __post_init__(self):
-        if (not self.seeds or min(self.batch_size, self.max_epochs, self.patience_epochs) < 1
-                or self.warmup_epochs < 0 or self.learning_rate <= 0 or not 0 <= self.ema_decay < 1):
-            raise MlpkitError(f"invalid training settings: {self}")
+        problems = [name for name, bad in (
+            ("seeds", not self.seeds), ("batch_size", self.batch_size < 1), ("max_epochs", self.max_epochs < 1),
+            ("patience_epochs", self.patience_epochs < 1), ("warmup_epochs", self.warmup_epochs < 0),
+            ("learning_rate", not 0 < self.learning_rate < math.inf),
+            ("final_learning_rate", not 0 < self.final_learning_rate < math.inf),
+            ("gradient_clip", not 0 < self.gradient_clip < math.inf), ("ema_decay", not 0 <= self.ema_decay < 1),
+        ) if bad]
+        if problems:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in problems)
+            raise MlpkitError(f"invalid training settings: {values} (sizes and epochs ≥ 1, rates finite and > 0, "
+                              "0 ≤ ema_decay < 1)")
         unknown = sorted(set(self.frozen_blocks) - set(BLOCKS))
         if unknown:
             raise MlpkitError(f"unknown blocks to freeze {unknown}; choose from {list(BLOCKS)}")
@@ -102,6 +113,42 @@ def _optimizer(config: TrainConfig):
         return jax.tree_util.tree_map(lambda block: "frozen" if block in config.frozen_blocks else "train", parameter_blocks(params))
 
     return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
+
+
+# bytes of XLA's temporary buffers per (edge × feature × layer) of a float32 training step, one member; DimeNet++
+# per (triplet × feature × layer). Measured with ``compile().memory_analysis()`` on 8 × 64-atom Si batches.
+STEP_BYTES = {"painn": 130.0, "mace": 185.0, "dimenet++": 42.0}
+MEMORY_SHARE = 0.8  # of the memory available, the most a training step may plan to take
+
+
+def step_memory_bytes(model: ModelConfig, batch: tuple[int, int, int], members: int, float64: bool) -> float:
+    """Estimated temporary memory of one training step on a batch of (frames, padded atoms, neighbours)."""
+    frames, atoms, neighbors = batch
+    pairs = frames * atoms * neighbors * (neighbors if model.architecture == "dimenet++" else 1)
+    return STEP_BYTES[model.architecture] * pairs * model.features * model.layers * members * (2 if float64 else 1)
+
+
+def available_memory_bytes() -> float:
+    """Memory the default device can still give: its allocator's limit on a GPU, MemAvailable on a CPU host."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    with open("/proc/meminfo") as stream:
+        fields = dict(line.split(":", 1) for line in stream)
+    return float(fields["MemAvailable"].split()[0]) * 1024
+
+
+def check_step_memory(config: TrainConfig, plan: BatchPlan, available_bytes: float) -> None:
+    """Refuse, before compiling, a training step whose padded batch would not fit in ``available_bytes``."""
+    frames, atoms, neighbors = plan.largest_batch
+    need = step_memory_bytes(config.model, plan.largest_batch, len(config.seeds), config.float64)
+    if need > MEMORY_SHARE * available_bytes:
+        smaller = max(1, int(frames * MEMORY_SHARE * available_bytes / need))
+        raise MlpkitError(
+            f"one training step needs about {need / 1e9:.1f} GB (batches of {frames} frames padded to {atoms} atoms × "
+            f"{neighbors} neighbours, {len(config.seeds)} member(s)), and {available_bytes / 1e9:.1f} GB is available: "
+            + (f"use a batch size of {smaller} (--batch-size), or " if smaller < frames else "")
+            + "train without the largest frames, a smaller model (--features, --layers) or fewer members")
 
 
 def _stack(trees):
@@ -190,6 +237,7 @@ def train(
         cutoff_a = neighbor_cutoff_a(config.model, normalisation)
         train_plan = BatchPlan(train_set, cutoff_a, config.batch_size, dtype)
         validation_plan = BatchPlan(validation_set, cutoff_a, config.batch_size, dtype)
+        check_step_memory(config, train_plan, available_memory_bytes())
         if initial_params is None:
             initial_params = _stack([init_params(config.model, len(table), seed) for seed in config.seeds])
         problem = params_mismatch(initial_params, config.model, len(table))
@@ -284,6 +332,9 @@ def _epoch(state: TrainingState, step, sums, train_plan: BatchPlan, validation_p
         _check_finite(np.asarray(jax.device_get(losses)), frames, epoch)  # host stack: no compile per batch count
     members = member_metrics(sums, ema, validation_plan)
     scores = np.array([m[MONITOR] for m in members])
+    if not np.isfinite(scores).all():
+        raise TrainingError(f"the validation force MAE is {scores.tolist()} at epoch {epoch}: the parameters are no longer "
+                            "finite; lower the learning rate or inspect the data (mlpkit.data.outlier_report)")
     best, best_score, best_epoch, improved = update_best(
         state.best, state.best_score, state.best_epoch, jax.device_get(ema), scores, epoch, config.patience_epochs
     )
@@ -294,8 +345,8 @@ def _epoch(state: TrainingState, step, sums, train_plan: BatchPlan, validation_p
 
 
 def _check_finite(losses: np.ndarray, frames: list[np.ndarray], epoch: int) -> None:
-    """Refuse a NaN or infinite loss ``losses`` [batches, K], naming the first bad batch and its frames."""
-    bad = np.flatnonzero(~np.isfinite(losses).all(axis=1))
+    """Refuse a loss ``losses`` [batches, K] that is NaN, infinite or absurd, naming the first bad batch and its frames."""
+    bad = np.flatnonzero(~(np.abs(losses) < LOSS_LIMIT).all(axis=1))  # NaN fails the comparison too
     if bad.size:
         first = int(bad[0])
         raise TrainingError(
