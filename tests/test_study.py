@@ -14,21 +14,16 @@ import pytest
 from mlpkit import study as study_module
 from mlpkit.cli import main
 from mlpkit.errors import MlpkitError
-from mlpkit.models import ModelConfig
 from mlpkit.report import efficiency_factor
 from mlpkit.selection import force_disagreement
 from mlpkit.transfer import transferred
-from mlpkit.study import RESULT_COLUMNS, StudyConfig, load_study_data, run_study
-from mlpkit.training import TrainConfig
-
-TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=2, warmup_epochs=1, batch_size=4)
-CONFIG = StudyConfig(sizes=(2, 4), seeds=(0, 1), inits=("scratch", "transfer", "transfer-active"), train=TINY)
+from mlpkit.study import RESULT_COLUMNS, load_study_data, run_study
+from conftest import STUDY_CONFIG as CONFIG
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    return out, run_study(CONFIG, out, progress=False)
+@pytest.fixture
+def finished(finished_study):
+    return finished_study
 
 
 def test_results_have_one_row_per_size_seed_and_init(finished):

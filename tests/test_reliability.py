@@ -1,0 +1,275 @@
+"""Nothing trusted that was not checked: edited or swapped run records, outputs shared by two writers, resumes
+against changed files, unit slips, bad settings, file-system errors, signals and memory, each refused with one
+line that names the place and the way out."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import units
+
+from mlpkit import study as study_module
+from mlpkit.cli import main
+from mlpkit.data import load_dataset, outlier_report, sw_data_path
+from mlpkit.errors import MlpkitError, TrainingError
+from mlpkit.fileio import locked_folder, sha256_of
+from mlpkit.md import StabilityLimits
+from mlpkit.models import ModelConfig
+from mlpkit.study import run_study
+from mlpkit.training import TrainConfig
+from mlpkit.training.batches import BatchPlan
+from mlpkit.training.train import check_step_memory, step_memory_bytes, training_programs
+from conftest import STUDY_CONFIG as CONFIG
+
+REPO = Path(__file__).resolve().parents[1]
+MD_ARGS = ["md", "--potential", "sw:Si", "--supercell", "1", "--steps", "20", "--no-progress"]
+
+
+@pytest.fixture
+def study(finished_study):
+    return finished_study
+
+
+def _run_folder(out: Path, rows: list[dict], init: str) -> Path:
+    return (out / next(r for r in rows if r["init"] == init)["checkpoint"]).parent
+
+
+def _source_folder(out: Path) -> Path:
+    return next(p.parent for p in (out / "runs").glob("*/done.json") if json.loads(p.read_text())["config"]["role"] == "source")
+
+
+def test_a_transfer_run_is_keyed_by_the_source_checkpoint_and_the_data_files(study):
+    out, rows = study
+    record = json.loads((_run_folder(out, rows, "transfer") / "done.json").read_text())
+    assert record["config"]["source_sha256"] == sha256_of(_source_folder(out) / "model.npz")
+    assert record["config"]["data_sha256"]["Ge/test"] == sha256_of(sw_data_path("Ge", "test"))
+    assert "source_sha256" not in json.loads((_run_folder(out, rows, "scratch") / "done.json").read_text())["config"]
+
+
+@pytest.mark.parametrize("damage", ["edited number", "edited config", "swapped checkpoints", "replaced source"])
+def test_a_damaged_finished_run_is_refused_naming_the_folder(study, tmp_path, damage):
+    out = shutil.copytree(study[0], tmp_path / "study")  # the shared study stays intact
+    rows = study[1]
+    scratch, transfer = _run_folder(out, rows, "scratch"), _run_folder(out, rows, "transfer")
+    victim = {"swapped checkpoints": scratch, "replaced source": _source_folder(out)}.get(damage, transfer)
+    models = {folder: (folder / "model.npz").read_bytes() for folder in (scratch, transfer)}
+    if damage == "edited number":
+        record = json.loads((transfer / "done.json").read_text())
+        record["test"][0]["force_mae_ev_per_a"] = 1e-4
+        (transfer / "done.json").write_text(json.dumps(record))
+    elif damage == "edited config":
+        text = (transfer / "done.json").read_text()
+        (transfer / "done.json").write_text(text.replace('"max_epochs": 2', '"max_epochs": 3'))
+    elif damage == "swapped checkpoints":
+        (scratch / "model.npz").write_bytes(models[transfer])
+        (transfer / "model.npz").write_bytes(models[scratch])
+    else:  # another run's checkpoint under the source's name: once trusted, now refused
+        (victim / "model.npz").write_bytes(models[scratch])
+    problem = "model.npz is not the checkpoint" if "checkpoint" in damage or "source" in damage else "done.json was edited"
+    with pytest.raises(MlpkitError, match=f"{victim.name}: {problem}.*delete the folder"):
+        run_study(CONFIG, out, progress=False)
+
+
+def test_two_studies_into_one_folder_share_each_run_through_its_lock(tmp_path, monkeypatch):
+    trained = []
+    original = study_module._cached_training
+
+    def counting(folder, payload, fit, *args, **kwargs):
+        return original(folder, payload, lambda: trained.append(payload["role"]) or fit(), *args, **kwargs)
+
+    monkeypatch.setattr(study_module, "_cached_training", counting)
+    config = dataclasses.replace(CONFIG, sizes=(2,), seeds=(0,), inits=("scratch",))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run_study(config, tmp_path, progress=False))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert trained == ["target"] and len(results) == 2 and results[0] == results[1]
+
+
+def test_a_process_waiting_for_a_run_nobody_trains_gives_up_naming_it(tmp_path):
+    folder = tmp_path / "runs" / "0123456789abcdef"
+    folder.mkdir(parents=True)
+    start = time.monotonic()
+    with pytest.raises(MlpkitError, match="waited 0.3 s for the run in .*0123456789abcdef.*no process is training it"):
+        study_module._wait_for(folder / "done.json", 0.3)
+    assert time.monotonic() - start < 6
+    holder = threading.Event()
+
+    def train_for_a_while():  # another process holds the run: the waiter keeps waiting past its timeout
+        with locked_folder(folder):
+            holder.set()
+            time.sleep(1.0)
+            (folder / "done.json").write_text("{}")
+
+    thread = threading.Thread(target=train_for_a_while)
+    thread.start()
+    holder.wait()
+    study_module._wait_for(folder / "done.json", 0.3)
+    thread.join()
+
+
+def test_a_second_writer_into_a_locked_output_folder_gets_one_line_naming_the_holder(tmp_path):
+    with locked_folder(tmp_path):
+        result = subprocess.run([sys.executable, "-m", "mlpkit", *MD_ARGS, "--out", str(tmp_path)], cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == f"mlpkit: error: {tmp_path}: in use by another mlpkit run (pid {os.getpid()}); " \
+                            "wait for it to finish or choose another output folder\n"
+    assert not (tmp_path / "thermo.csv").exists()
+
+
+def test_md_refuses_to_resume_against_a_changed_structure_file(tmp_path, capsys):
+    from mlpkit.structures import diamond
+
+    structure = tmp_path / "start.extxyz"
+    diamond("Si", (1, 1, 1)).write(structure)
+    args = [*MD_ARGS, "--structure", str(structure), "--steps", "40", "--chunk", "20", "--out", str(tmp_path / "md")]
+    assert main(args) == 0
+    diamond("Si", (1, 1, 1), a_angstrom=5.6).write(structure)  # same path, another cell
+    assert main(args) == 2
+    assert "other settings (structure_sha256)" in capsys.readouterr().err
+
+
+def test_unit_slips_are_flagged_one_frame_a_whole_file_and_sparse_cells():
+    dataset = load_dataset(sw_data_path("Si", "training"))
+    hartree_frame = dataclasses.replace(dataset, energy_ev=dataset.energy_ev * np.where(np.arange(len(dataset)) == 3, 1 / units.Hartree, 1))
+    assert (3, "energy") in {(o.frame, o.field) for o in outlier_report(hartree_frame)}
+    all_hartree = dataclasses.replace(dataset, energy_ev=dataset.energy_ev / units.Hartree)
+    assert {o.frame for o in outlier_report(all_hartree) if o.field == "energy"} == set(range(len(dataset)))
+    for scale in (1.5, 1e6):
+        cells = dataset.cell_a.copy()
+        cells[5] *= scale
+        frame = dataset.offsets[5], dataset.offsets[6]
+        positions = dataset.positions_a.copy()
+        positions[frame[0]:frame[1]] *= scale
+        sparse = dataclasses.replace(dataset, cell_a=cells, positions_a=positions)
+        assert any(o.frame == 5 and "too large" in o.reason for o in outlier_report(sparse)), scale
+    assert outlier_report(dataset) == []
+
+
+def test_an_absurd_training_loss_stops_training():
+    from mlpkit.training.train import _check_finite
+
+    frames = [np.array([0, 1]), np.array([2, 3])]
+    with pytest.raises(TrainingError, match="training loss is \\[1.6e\\+28\\] at epoch 1, batch 2 of 2"):
+        _check_finite(np.array([[0.5], [1.6e28]]), frames, 1)
+
+
+@pytest.mark.parametrize("field, value", [("learning_rate", float("nan")), ("learning_rate", 0.0), ("batch_size", 0),
+                                          ("ema_decay", 1.0), ("final_learning_rate", float("inf"))])
+def test_bad_training_settings_name_the_field(field, value):
+    with pytest.raises(MlpkitError, match=f"invalid training settings: {field}={value!r}") as raised:
+        TrainConfig(**{field: value})
+    assert "ModelConfig" not in str(raised.value)  # the field, not the whole dataclass
+
+
+def test_nan_stability_limits_are_refused():
+    with pytest.raises(MlpkitError, match="max_spread_ev_per_a=nan"):
+        StabilityLimits(max_spread_ev_per_a=float("nan"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--chunk", "100000000"], "--chunk 1 … --steps"),
+    (["--ensemble", "nve", "--temperature", "-5"], "finite number of kelvin ≥ 0, got -5.0"),
+    (["--ensemble", "nve", "--temperature", "nan"], "finite number of kelvin ≥ 0, got nan"),
+    (["--temperature", "inf"], "positive finite number of kelvin, got inf"),
+    (["--supercell", "100000"], "--supercell must be 1 … 40"),
+    (["--max-spread", "nan"], "max_spread_ev_per_a=nan"),
+])
+def test_bad_md_settings_are_refused_before_any_work(tmp_path, capsys, extra, message):
+    assert main([*MD_ARGS, *extra, "--out", str(tmp_path / "md")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "md" / "thermo.csv").exists()
+
+
+def test_a_fifo_as_potential_and_negative_max_frames_are_refused(tmp_path, capsys):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    assert main(["md", "--potential", str(fifo), "--steps", "20", "--out", str(tmp_path / "md")]) == 2
+    assert f"--potential {fifo}: not a regular file" in capsys.readouterr().err
+    assert main(["train", "--data", "sw:Si", "--max-frames", "-3", "--out", str(tmp_path / "t")]) == 2
+    assert "--max-frames must be at least 1, got -3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", [
+    ["train", "--data", "sw:Si", "--quick"], MD_ARGS, ["properties", "--potential", "sw:Si", "--quick"],
+    ["study", "--quick", "--sizes", "2", "--seeds", "1"],
+])
+@pytest.mark.parametrize("out", ["a file", "/dev/null", "/proc/mlpkit"])
+def test_an_unusable_output_folder_is_one_line_before_any_work(tmp_path, capsys, verb, out):
+    path = tmp_path / "file" if out == "a file" else Path(out)
+    if out == "a file":
+        path.write_text("")
+    assert main([*verb, "--out", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"mlpkit: error: --out {path}: ") and error.count("\n") == 1
+
+
+def test_a_full_disk_during_a_run_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    import mlpkit.md.output
+
+    def full_disk(path, payload):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(mlpkit.md.output, "write_bytes_atomic", full_disk)
+    assert main([*MD_ARGS, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"mlpkit: error: {tmp_path / 'state.npz'}: No space left on device\n"
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_md_run_says_what_was_kept_and_leaves_no_partial_file(tmp_path, signum, code):
+    command = [sys.executable, "-m", "mlpkit", *MD_ARGS, "--steps", "1000000", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "state.npz").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    assert process.wait(60) == code
+    assert process.stderr.read() == (f"mlpkit: interrupted; the last finished chunk is kept in {tmp_path}/state.npz; "
+                                     "run the same command again to resume\n")
+    assert sorted(p.name for p in tmp_path.glob(".*.part")) == []
+
+
+def test_a_batch_too_large_for_memory_is_refused_with_the_estimate_and_the_way_out():
+    dataset = load_dataset(sw_data_path("Si", "training")).select(list(range(8)))
+    config = dataclasses.replace(TrainConfig(model=ModelConfig("mace")).quick(), batch_size=8)
+    plan = BatchPlan(dataset, 5.0, config.batch_size)
+    need = step_memory_bytes(config.model, plan.largest_batch, 1, False)
+    check_step_memory(config, plan, available_bytes=2 * need)
+    with pytest.raises(MlpkitError, match=r"needs about .* GB .*8 frames padded to 64 atoms.*batch size of 2 \(--batch-size\)"):
+        check_step_memory(config, plan, available_bytes=need / 3)
+
+
+def test_the_memory_estimate_is_within_a_third_of_what_xla_plans():
+    import jax
+
+    from mlpkit.models import init_params
+    from mlpkit.models.energy import fit_normalisation
+    from mlpkit.models.graph import ElementTable
+    from mlpkit.training.train import _stack
+
+    dataset = load_dataset(sw_data_path("Si", "training")).select(list(range(8)))
+    config = TrainConfig(model=ModelConfig("painn", features=16, layers=2))
+    table = ElementTable.from_species(dataset.species)
+    plan = BatchPlan(dataset, config.model.cutoff_a, config.batch_size)
+    step, _, optimizer = training_programs(config, table)
+    params = _stack([init_params(config.model, len(table), 0)])
+    arguments = (params, jax.vmap(optimizer.init)(params), params, np.float32(0), np.float32(1e-3),
+                 fit_normalisation(dataset, table).arrays(np.float32), next(plan.batches()))
+    planned = step.lower(*arguments).compile().memory_analysis().temp_size_in_bytes
+    assert step_memory_bytes(config.model, plan.largest_batch, 1, False) == pytest.approx(planned, rel=0.33)
