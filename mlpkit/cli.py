@@ -150,6 +150,12 @@ def _fit(args, out, train_set, validation_set, config) -> None:
 def _study(args) -> None:
     import dataclasses
 
+    if args.distributed:  # before anything touches a JAX backend, mlpkit's own imports included
+        import jax
+
+        # coordinator, process count and index from the flags, else from the cluster environment (SLURM, ...)
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
     from mlpkit.fileio import writable_folder
     from mlpkit.study import StudyConfig, run_study
     from mlpkit.training import TrainConfig
@@ -159,16 +165,14 @@ def _study(args) -> None:
         train=TrainConfig(model=ModelConfig(args.model)), rescale_lengths=args.rescale_lengths,
     )
     config = config.quick() if args.quick else config
+    sizes = {"features": args.features, "layers": args.layers}
+    model = dataclasses.replace(config.train.model, **{k: v for k, v in sizes.items() if v is not None})
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, model=model))
     if args.sizes:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
     if args.epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_epochs=args.epochs))
     writable_folder(args.out)
-    if args.distributed:
-        import jax
-
-        # coordinator, process count and index from the flags, else from the cluster environment (SLURM, ...)
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     rows = run_study(config, args.out, progress=not args.no_progress, wait_timeout_s=args.wait_timeout)
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
 
@@ -334,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'transfer' models see Ge geometry scaled by a_Si / a_Ge of the data's reference (default: on, "
                             "the best protocol measured; 'transfer-plain', the paper's, never is)")
     study.add_argument("--epochs", type=int, help="maximum epochs per training (default 300; 20 with --quick)")
+    study.add_argument("--features", type=int, help="feature width (default 64; 32 with --quick)")
+    study.add_argument("--layers", type=int, help="message-passing layers (default 3; 2 with --quick)")
     study.add_argument("--distributed", action="store_true",
                        help="one of several processes (jax.distributed) sharing the cells and the --out folder")
     study.add_argument("--coordinator", help="with --distributed: HOST:PORT of process 0 (default: from the cluster environment)")
@@ -379,6 +385,16 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    code = _run(args)
+    if code and getattr(args, "distributed", False):
+        # jax.distributed's shutdown would wait for the peers this process gave up on, then abort: leave now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:

@@ -1,18 +1,26 @@
-"""Sharding the study: cells run round-robin on two (forced host) devices, and two processes splitting the
-cells through the shared run folder, give exactly the numbers of the unsharded study."""
+"""Sharding the study: cells run round-robin on two (forced host) devices, and two OS processes under
+jax.distributed splitting the cells through the shared run folder (one killed, both restarted), give exactly
+the numbers of the unsharded study."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 from mlpkit.study import shard
 
+REPO = Path(__file__).resolve().parents[1]
+
 SCRIPT = textwrap.dedent("""
-    import json, sys, threading
+    import json, sys
     import jax
     from mlpkit.models import ModelConfig
     from mlpkit.study import StudyConfig, run_study
@@ -25,12 +33,7 @@ SCRIPT = textwrap.dedent("""
     assert len(devices) == 2, devices
     single = run_study(config, out + "/single", progress=False, devices=devices[:1])
     on_devices = run_study(config, out + "/devices", progress=False)
-    other = threading.Thread(target=run_study, args=(config, out + "/processes"),
-                             kwargs={"progress": False, "devices": devices[1:], "process": (1, 2)})
-    other.start()
-    processes = run_study(config, out + "/processes", progress=False, devices=devices[:1], process=(0, 2))
-    other.join()
-    print(json.dumps({"single": single, "devices": on_devices, "processes": processes}))
+    print(json.dumps({"single": single, "devices": on_devices}))
 """)
 
 
@@ -53,5 +56,38 @@ def test_sharded_studies_give_the_numbers_of_the_unsharded_one(tmp_path):
         return [(r["size"], r["seed"], r["init"], *(r[m] for m in metrics)) for r in rows]
 
     assert numbers(studies["devices"]) == numbers(studies["single"])
-    assert numbers(studies["processes"]) == numbers(studies["single"])
-    assert (tmp_path / "processes" / "report.html").exists()
+    assert (tmp_path / "devices" / "report.html").exists()
+
+
+def _study_numbers(folder: Path) -> list[tuple]:
+    with open(folder / "results.csv") as stream:
+        return [(r["size"], r["seed"], r["init"], r["energy_mae_mev_per_atom"], r["force_mae_ev_per_a"])
+                for r in csv.DictReader(stream)]
+
+
+def test_two_real_processes_match_one_and_a_restart_of_both_after_a_kill_finishes_with_the_same_numbers(tmp_path):
+    """``mlpkit study --distributed`` as two OS processes with a coordinator on 127.0.0.1 (jax.distributed on CPU)."""
+    study = [sys.executable, "-m", "mlpkit", "study", "--model", "painn", "--features", "8", "--layers", "1", "--epochs", "1",
+             "--sizes", "2", "3", "--seeds", "1", "--inits", "scratch", "transfer", "--no-progress", "--wait-timeout", "5"]
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def process(index: int) -> subprocess.Popen:
+        return subprocess.Popen([*study, "--out", str(tmp_path / "two"), "--distributed", "--coordinator", f"127.0.0.1:{port}",
+                                 "--num-processes", "2", "--process-id", str(index)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    first, second = process(0), process(1)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "two" / "runs").glob("*/done.json")):  # the source model: both are at work now
+        assert first.poll() is None and second.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second.kill()
+    assert first.wait(300) == 2  # it gives up on the run the killed process owned, with one line naming it
+    assert re.fullmatch(r"mlpkit: error: waited 5 s for the run in .*runs/[0-9a-f]{16}, and no process is training it: .*"
+                        "start all processes again with the same command to resume\n", first.stderr.read())
+    restarted = [process(0), process(1)]
+    assert [p.wait(300) for p in restarted] == [0, 0], [p.stderr.read()[-2000:] for p in restarted]
+    assert subprocess.run([*study, "--out", str(tmp_path / "one")], cwd=REPO, capture_output=True, timeout=300).returncode == 0
+    assert _study_numbers(tmp_path / "two") == _study_numbers(tmp_path / "one") and len(_study_numbers(tmp_path / "one")) == 4

@@ -31,7 +31,11 @@ EDGE_L = "0e + 1o + 2e"  # spherical harmonics of the edge direction, and the ir
 HIDDEN_L = "0e + 1o"  # irreps of each channel of the atom features between layers
 
 
-SILU = e3nn.normalize_function(nn.silu)  # silu scaled to unit second moment on unit Gaussian input
+@functools.cache
+def _silu():
+    """silu scaled to unit second moment on unit Gaussian input; made on first use, since computing the scale
+    starts a JAX backend, which must not happen at import (``jax.distributed.initialize`` comes first)."""
+    return e3nn.normalize_function(nn.silu)
 
 
 class RadialWeights(nn.Module):
@@ -42,7 +46,7 @@ class RadialWeights(nn.Module):
 
     @nn.compact
     def __call__(self, radial):
-        x = SILU(nn.Dense(self.hidden, use_bias=False)(radial))
+        x = _silu()(nn.Dense(self.hidden, use_bias=False)(radial))
         return nn.Dense(self.n_weights, use_bias=False)(x)
 
 

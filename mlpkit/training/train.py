@@ -130,7 +130,7 @@ def step_memory_bytes(model: ModelConfig, batch: tuple[int, int, int], members: 
 
 def available_memory_bytes() -> float:
     """Memory the default device can still give: its allocator's limit on a GPU, MemAvailable on a CPU host."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     with open("/proc/meminfo") as stream:
