@@ -13,6 +13,7 @@ import hashlib
 import json
 import tokenize
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 import jax
@@ -28,6 +29,8 @@ from mlpkit.potentials.base import Potential
 
 FORMAT_VERSION = 1
 PARAM_PREFIX = "params/"
+PRETRAINED = "pretrained:"  # prefix of a shipped model's name
+PRETRAINED_DIR = Path(str(resources.files("mlpkit") / "pretrained"))  # package data: travels inside the wheel
 
 
 class CheckpointError(MlpkitError):
@@ -109,8 +112,23 @@ def _read_arrays(path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: not a readable mlpkit checkpoint ({error})") from None
 
 
+def checkpoint_path(spec) -> Path:
+    """The file of a checkpoint ``spec``: a path, or ``pretrained:NAME`` for a shipped model
+    (``mlpkit/pretrained/NAME/model.npz``; ``mlpkit/pretrained/README.md`` lists them)."""
+    text = str(spec)
+    if not text.startswith(PRETRAINED):
+        return Path(text)
+    name = text[len(PRETRAINED):]
+    shipped = sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/model.npz"))
+    if name not in shipped:
+        raise CheckpointError(f"no shipped model {name!r} in {text!r}; choose one of {shipped}")
+    return PRETRAINED_DIR / name / "model.npz"
+
+
 def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoint:
-    """Read and verify a checkpoint; with ``expect_config`` it must hold exactly that model."""
+    """Read and verify a checkpoint (a path or ``pretrained:NAME``); with ``expect_config`` it must hold
+    exactly that model."""
+    path = checkpoint_path(path)
     arrays = _read_arrays(path)
     if "meta.json" not in arrays or "sha256" not in arrays:
         raise CheckpointError(f"{path}: not an mlpkit checkpoint (no metadata or checksum)")

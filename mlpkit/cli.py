@@ -156,17 +156,20 @@ def _study(args) -> None:
         # coordinator, process count and index from the flags, else from the cluster environment (SLURM, ...)
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
+    from mlpkit.checkpoint import load_checkpoint
     from mlpkit.fileio import writable_folder
     from mlpkit.study import StudyConfig, run_study
     from mlpkit.training import TrainConfig
 
     config = StudyConfig(
         data=args.data, mlearn_dir=args.mlearn_dir, seeds=tuple(range(args.seeds)), inits=tuple(args.inits),
-        train=TrainConfig(model=ModelConfig(args.model)), rescale_lengths=args.rescale_lengths,
+        train=TrainConfig(model=ModelConfig(args.model)), rescale_lengths=args.rescale_lengths, source=args.source,
     )
     config = config.quick() if args.quick else config
     sizes = {"features": args.features, "layers": args.layers}
     model = dataclasses.replace(config.train.model, **{k: v for k, v in sizes.items() if v is not None})
+    if args.source:  # the Ge models take the source's architecture and size
+        model = load_checkpoint(args.source).config
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, model=model))
     if args.sizes:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
@@ -181,12 +184,13 @@ def _properties(args) -> None:
     import json
 
     from mlpkit.analysis import PropertyConfig, compute_properties
+    from mlpkit.checkpoint import checkpoint_path
     from mlpkit.fileio import regular_file, writable_folder, write_text_atomic
 
     config = PropertyConfig().quick() if args.quick else PropertyConfig()
     out = writable_folder(args.out)
     if not args.potential.startswith("sw:"):
-        regular_file(args.potential, "--potential")
+        regular_file(checkpoint_path(args.potential), "--potential")
     start = time.perf_counter()
     properties = compute_properties(args.potential, args.element, config)
     properties["wall_s"] = time.perf_counter() - start
@@ -220,6 +224,7 @@ def _md_structure(args, potential):
 
 def _md(args) -> None:
     from mlpkit import load_potential
+    from mlpkit.checkpoint import checkpoint_path
     from mlpkit.fileio import locked_folder, regular_file, sha256_of, writable_folder
     from mlpkit.md import MDConfig, StabilityLimits
     from mlpkit.md.output import RunFolder
@@ -234,11 +239,12 @@ def _md(args) -> None:
     checked_start_temperature(args.temperature)
     limits = NO_LIMITS if args.no_monitor else StabilityLimits(max_spread_ev_per_a=args.max_spread)
     sw = args.potential.startswith("sw:")
-    potential = load_potential(args.potential if sw else regular_file(args.potential, "--potential"))
+    potential_file = None if sw else regular_file(checkpoint_path(args.potential), "--potential")
+    potential = load_potential(args.potential if sw else potential_file)
     atoms = _md_structure(args, potential)
     settings = {key: value for key, value in vars(args).items() if key not in ("run", "argv", "out", "no_progress", "steps")}
     # a resume continues only against the same files, not merely the same paths
-    settings["potential_sha256"] = None if sw else sha256_of(args.potential)
+    settings["potential_sha256"] = None if sw else sha256_of(potential_file)
     settings["structure_sha256"] = sha256_of(args.structure) if args.structure else None
     with locked_folder(out):
         _simulate(args, potential, atoms, config, limits, RunFolder(out, atoms, settings, config.dt_fs, with_forces=args.forces))
@@ -337,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--rescale-lengths", action=argparse.BooleanOptionalAction, default=True,
                        help="'transfer' models see Ge geometry scaled by a_Si / a_Ge of the data's reference (default: on, "
                             "the best protocol measured; 'transfer-plain', the paper's, never is)")
+    study.add_argument("--source", help="a trained Si checkpoint to transfer from instead of training one (a path, or "
+                                        "pretrained:NAME, e.g. pretrained:si_mace_sw); its architecture and size are used")
     study.add_argument("--epochs", type=int, help="maximum epochs per training (default 300; 20 with --quick)")
     study.add_argument("--features", type=int, help="feature width (default 64; 32 with --quick)")
     study.add_argument("--layers", type=int, help="message-passing layers (default 3; 2 with --quick)")

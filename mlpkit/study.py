@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import mlpkit
-from mlpkit.checkpoint import load_checkpoint, save_checkpoint
+from mlpkit.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from mlpkit.data import load_dataset, shuffled, sw_data_path, train_val_split
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
@@ -66,6 +66,7 @@ class StudyConfig:
     rescale_lengths: bool = True
     validation_fraction: float = 0.1
     data_seed: int = 0
+    source: str | None = None  # a trained Si checkpoint (path or pretrained:NAME) used instead of training one
 
     def __post_init__(self):
         if self.data not in ("sw", "mlearn"):
@@ -187,7 +188,13 @@ def _finished_record(folder: Path) -> dict:
 
 def _source_model(config: StudyConfig, data: dict, checksums: dict, out: Path, progress: bool,
                   wait_timeout_s: float | None) -> dict:
-    """The Si source run: {"checkpoint", "sha256", ...} (see :func:`_cached_training`)."""
+    """The Si source run: {"checkpoint", "sha256", ...} (see :func:`_cached_training`), or ``config.source``."""
+    if config.source is not None:
+        path = checkpoint_path(config.source)
+        source = load_checkpoint(path)
+        if source.config != config.train.model:
+            raise MlpkitError(f"{config.source}: the source is {source.config}, the study trains {config.train.model}")
+        return {"checkpoint": source, "sha256": sha256_of(path)}
     train_config = dataclasses.replace(config.train, seeds=config.seeds)
     payload = {"role": "source", "data": config.data, "train": dataclasses.asdict(train_config),
                "validation_fraction": config.validation_fraction, "data_seed": config.data_seed,

@@ -1,5 +1,5 @@
-"""The shipped Si model is the file its data card names, and it still has the validation errors recorded
-when it was made (a change in the model code that alters its predictions shows up here)."""
+"""The shipped models are the files their data card names, and they still have the validation errors recorded
+when they were made (a change in the model code that alters their predictions shows up here)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,53 @@ import re
 import pytest
 
 from mlpkit.calculator import MLPCalculator
+from mlpkit.checkpoint import PRETRAINED_DIR, load_checkpoint
 from mlpkit.data import load_dataset, sw_data_path, train_val_split
 from mlpkit.training import evaluate
-from mlpkit.viz import PRETRAINED_SI, TutorialConfig, pretrained_si
+from mlpkit.viz import TutorialConfig, pretrained_si
 
-CARD = PRETRAINED_SI.parents[1] / "README.md"
+CARD = PRETRAINED_DIR / "README.md"
+# shipped model → (the command on its card, its training file: "sw" or "mlearn", the largest validation force MAE)
+SHIPPED = {
+    "si_painn_quick": ("mlpkit train --data sw:Si --model painn --quick --out mlpkit/pretrained/si_painn_quick", "sw", 0.25),
+    "si_mace_mlearn": ("mlpkit train --data MLEARN/Si/training.json --test MLEARN/Si/test.json --model mace --quick "
+                       "--epochs 200 --out mlpkit/pretrained/si_mace_mlearn", "mlearn", 0.07),
+}
 
 
-def test_the_data_card_gives_the_command_and_the_checksum_of_every_file():
+def test_every_shipped_model_is_on_the_card():
+    assert sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/model.npz")) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_data_card_gives_the_command_and_the_checksum_of_every_file(name):
     card = CARD.read_text()
-    assert "mlpkit train --data sw:Si --model painn --quick --out mlpkit/pretrained/si_painn_quick" in card
-    for path in sorted(PRETRAINED_SI.parent.iterdir()):
+    assert SHIPPED[name][0] in card
+    for path in sorted((PRETRAINED_DIR / name).iterdir()):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        assert re.search(rf"`si_painn_quick/{path.name}` \| `{digest}`", card), f"{path.name}: checksum not on the card"
+        assert re.search(rf"`{name}/{path.name}` \| `{digest}`", card), f"{path.name}: checksum not on the card"
 
 
-def test_the_pretrained_model_reproduces_its_recorded_validation_errors():
-    checkpoint = pretrained_si()
-    assert checkpoint.config == TutorialConfig().train.model and list(checkpoint.table.symbols) == ["Si"]
-    recorded = json.loads((PRETRAINED_SI.parent / "metrics.json").read_text())["validation"]
-    _, validation = train_val_split(load_dataset(sw_data_path("Si", "training")), val_fraction=0.1, seed=0)
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_shipped_model_reproduces_its_recorded_validation_errors(name, request):
+    _, source, largest_force_mae = SHIPPED[name]
+    if source == "sw":
+        training = load_dataset(sw_data_path("Si", "training"))
+    else:
+        training = load_dataset(request.getfixturevalue("mlearn_dir") / "Si" / "training.json")
+    checkpoint = load_checkpoint(f"pretrained:{name}")
+    assert list(checkpoint.table.symbols) == ["Si"]
+    recorded = json.loads((PRETRAINED_DIR / name / "metrics.json").read_text())["validation"]
+    _, validation = train_val_split(training, val_fraction=0.1, seed=0)
     assert len(validation) == checkpoint.metadata["validation_frames"]
     measured = evaluate(checkpoint, validation)
     for key in ("energy_mae_mev_per_atom", "force_mae_ev_per_a", "force_rmse_ev_per_a", "stress_mae_gpa"):
         assert measured[key] == pytest.approx(recorded[key], rel=1e-3), key
-    assert measured["force_mae_ev_per_a"] < 0.25  # a usable starting point for Ge: ~10 % of typical hot-frame forces
+    assert measured["force_mae_ev_per_a"] < largest_force_mae
+
+
+def test_the_tutorials_start_from_the_shipped_quick_painn():
+    assert pretrained_si().config == TutorialConfig().train.model
 
 
 def test_the_pretrained_model_is_smooth_at_the_perfect_crystal_and_near_sw():

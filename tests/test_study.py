@@ -116,3 +116,19 @@ def test_the_default_transfer_scales_lengths_and_the_papers_protocol_never_does(
     assert study_module._transfer_config(CONFIG, "transfer-plain").length_scale == 1.0
     unscaled = dataclasses.replace(CONFIG, rescale_lengths=False)
     assert study_module._transfer_config(unscaled, "transfer") == CONFIG.transfer
+
+
+def test_a_study_transfers_from_a_shipped_source_without_training_silicon(tmp_path):
+    from mlpkit.checkpoint import checkpoint_path, load_checkpoint
+    from mlpkit.fileio import sha256_of
+
+    shipped = load_checkpoint("pretrained:si_painn_quick")
+    config = dataclasses.replace(CONFIG, sizes=(2,), seeds=(0,), inits=("transfer",), source="pretrained:si_painn_quick",
+                                 train=dataclasses.replace(CONFIG.train, model=shipped.config, max_epochs=1))
+    rows = run_study(config, tmp_path, progress=False)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/done.json")]
+    assert [r["config"]["role"] for r in records] == ["target"]  # nothing trained on Si
+    assert records[0]["config"]["source_sha256"] == sha256_of(checkpoint_path("pretrained:si_painn_quick"))
+    assert len(rows) == 1 and 0 < rows[0]["force_mae_ev_per_a"] < 5
+    with pytest.raises(MlpkitError, match="pretrained:si_painn_quick: the source is .*painn.*the study trains"):
+        run_study(dataclasses.replace(config, train=CONFIG.train), tmp_path / "other", progress=False)

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from importlib import resources
-from pathlib import Path
 
-from mlpkit.checkpoint import Checkpoint, load_checkpoint
+from mlpkit.checkpoint import PRETRAINED_DIR, Checkpoint, load_checkpoint
 from mlpkit.models import ModelConfig
 from mlpkit.training import TrainConfig
 
 QUICK_ENV = "MLPKIT_QUICK"
-PRETRAINED_DIR = Path(str(resources.files("mlpkit") / "pretrained"))  # package data: travels inside the wheel
 PRETRAINED_SI = PRETRAINED_DIR / "si_painn_quick" / "model.npz"
 
 
