@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlpkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -214,6 +214,7 @@ def damaged_array(name, replacement, mode):
     st.tuples(st.sampled_from(sorted(GOOD_ARRAYS)), NASTY_ARRAYS, st.sampled_from(["replace", "drop", "poison"])).map(lambda c: damaged_array(*c)),
     mutated_bytes(npz_bytes(GOOD_ARRAYS)),
 ))
+@example(payload=damaged_array("n_atoms", np.array(np.nan), "replace"))  # found at 1000 examples: a 0-d count
 def test_npz_cache_reader_refuses_damage_clearly(payload):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.npz"
@@ -264,6 +265,7 @@ def damaged_param(index, replacement):
     st.tuples(st.integers(0, 7), st.none() | NASTY_ARRAYS).map(lambda c: damaged_param(*c)),
     mutated_bytes(npz_bytes(GOOD_CHECKPOINT)),
 ))
+@example(payload=damaged_meta(("model", "envelope_exponent"), 46340, False))  # found at 1000: an overflowing power
 def test_checkpoint_reader_refuses_damage_clearly(payload):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.npz"

@@ -50,6 +50,9 @@ def _version(stored: np.ndarray) -> int | None:
 
 
 def _check_shapes(arrays: dict, path) -> None:
+    for name in ("n_atoms", "positions_a"):  # they set the counts every other shape is checked against
+        if arrays[name].ndim == 0:
+            raise DataError(f"expected an array, got the single value {arrays[name]!r:.40}", path=path, field=name)
     frames, atoms = len(arrays["n_atoms"]), len(arrays["positions_a"])
     expected = {
         "n_atoms": (frames,), "cell_a": (frames, 3, 3), "pbc": (frames, 3), "energy_ev": (frames,),

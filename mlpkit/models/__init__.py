@@ -40,8 +40,16 @@ class ModelConfig:
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise MlpkitError(f"unknown architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
-        if self.cutoff_a <= 0 or min(self.features, self.layers, self.radial_basis) < 1:
-            raise MlpkitError(f"model sizes must be positive: {self}")
+        sizes = {"features": (1, 4096), "layers": (1, 64), "radial_basis": (1, 256), "envelope_exponent": (1, 32),
+                 "angular_basis": (1, 64), "triplet_features": (1, 4096), "basis_features": (1, 1024)}
+        wrong = [f"{name}={getattr(self, name)!r} (allowed {low} … {high})" for name, (low, high) in sizes.items()
+                 if not low <= getattr(self, name) <= high]
+        if not 0 < self.cutoff_a <= 100:
+            wrong.append(f"cutoff_a={self.cutoff_a!r} (allowed 0 … 100 Å)")
+        if not 0 < self.average_neighbors < 1e6:
+            wrong.append(f"average_neighbors={self.average_neighbors!r} (allowed 0 … 1e6)")
+        if wrong:
+            raise MlpkitError(f"model settings out of range: {', '.join(wrong)}")
 
     def quick(self) -> ModelConfig:
         """A small model of the same architecture, for tests and CPU tutorials."""
