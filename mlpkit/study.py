@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -194,6 +195,10 @@ def _source_model(config: StudyConfig, data: dict, checksums: dict, out: Path, p
         source = load_checkpoint(path)
         if source.config != config.train.model:
             raise MlpkitError(f"{config.source}: the source is {source.config}, the study trains {config.train.model}")
+        if source.ensemble_size < len(config.seeds):
+            warnings.warn(f"{config.source} has {source.ensemble_size} member(s) for {len(config.seeds)} seeds: transfer "
+                          f"member i starts from source member i mod {source.ensemble_size} on the same batches, so "
+                          "transferred members repeat each other (scratch members still differ)", stacklevel=2)
         return {"checkpoint": source, "sha256": sha256_of(path)}
     train_config = dataclasses.replace(config.train, seeds=config.seeds)
     payload = {"role": "source", "data": config.data, "train": dataclasses.asdict(train_config),
