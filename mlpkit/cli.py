@@ -405,6 +405,9 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    if in_main_thread and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background by a shell, which ignores SIGINT for us: `kill -INT` still stops cleanly
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args.run(args)
     except MlpkitError as error:

@@ -144,7 +144,7 @@ def test_train_command_writes_a_usable_model(tmp_path, capsys):
     code = main(["train", "--data", "sw:Si", "--model", "painn", "--out", str(out), "--quick", "--epochs", "2",
                  "--max-frames", "12", "--test", "sw:Si:test", "--no-progress"])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"model.npz", "history.csv", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {"model.npz", "history.csv", "metrics.json", ".lock"}  # .lock: the folder's lock
     history = (out / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,learning_rate") and len(history) == 4
     metrics = json.loads((out / "metrics.json").read_text())

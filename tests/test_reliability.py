@@ -233,6 +233,7 @@ def test_a_full_disk_during_a_run_is_one_line_naming_the_file(tmp_path, capsys, 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_md_run_says_what_was_kept_and_leaves_no_partial_file(tmp_path, signum, code):
     command = [sys.executable, "-m", "mlpkit", *MD_ARGS, "--steps", "1000000", "--out", str(tmp_path)]
+    # SIGINT stops it even when the test runner was started in the background (which hands SIGINT down ignored)
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "state.npz").exists():

@@ -1,40 +1,21 @@
-"""Sharding the study: cells run round-robin on two (forced host) devices, and two OS processes under
-jax.distributed splitting the cells through the shared run folder (one killed, both restarted), give exactly
-the numbers of the unsharded study."""
+"""Sharding the study: two OS processes under jax.distributed splitting the cells through the shared run
+folder, each dealing its share round-robin to two (forced host) devices (one process killed, both
+restarted), give exactly the numbers of the unsharded study."""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 from mlpkit.study import shard
 
 REPO = Path(__file__).resolve().parents[1]
-
-SCRIPT = textwrap.dedent("""
-    import json, sys
-    import jax
-    from mlpkit.models import ModelConfig
-    from mlpkit.study import StudyConfig, run_study
-    from mlpkit.training import TrainConfig
-
-    out = sys.argv[1]
-    tiny = TrainConfig(model=ModelConfig("painn", features=8, layers=1), max_epochs=1, warmup_epochs=1, batch_size=4)
-    config = StudyConfig(sizes=(2, 3, 4), seeds=(0, 1), inits=("scratch",), train=tiny)  # no Si model: fast
-    devices = jax.local_devices()
-    assert len(devices) == 2, devices
-    single = run_study(config, out + "/single", progress=False, devices=devices[:1])
-    on_devices = run_study(config, out + "/devices", progress=False)
-    print(json.dumps({"single": single, "devices": on_devices}))
-""")
 
 
 def test_cells_are_dealt_to_processes_without_overlap_or_gap():
@@ -44,21 +25,6 @@ def test_cells_are_dealt_to_processes_without_overlap_or_gap():
     assert parts[1] == [cells[1], cells[5]]
 
 
-def test_sharded_studies_give_the_numbers_of_the_unsharded_one(tmp_path):
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    completed = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=environment, capture_output=True,
-                               text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    studies = json.loads(completed.stdout.strip().splitlines()[-1])
-    metrics = ("energy_mae_mev_per_atom", "force_mae_ev_per_a", "force_rmse_ev_per_a")
-
-    def numbers(rows):
-        return [(r["size"], r["seed"], r["init"], *(r[m] for m in metrics)) for r in rows]
-
-    assert numbers(studies["devices"]) == numbers(studies["single"])
-    assert (tmp_path / "devices" / "report.html").exists()
-
-
 def _study_numbers(folder: Path) -> list[tuple]:
     with open(folder / "results.csv") as stream:
         return [(r["size"], r["seed"], r["init"], r["energy_mae_mev_per_atom"], r["force_mae_ev_per_a"])
@@ -66,7 +32,8 @@ def _study_numbers(folder: Path) -> list[tuple]:
 
 
 def test_two_real_processes_match_one_and_a_restart_of_both_after_a_kill_finishes_with_the_same_numbers(tmp_path):
-    """``mlpkit study --distributed`` as two OS processes with a coordinator on 127.0.0.1 (jax.distributed on CPU)."""
+    """``mlpkit study --distributed`` as two OS processes with a coordinator on 127.0.0.1 (jax.distributed on CPU),
+    each dealing its cells round-robin to two (forced host) devices, against one process on one device."""
     study = [sys.executable, "-m", "mlpkit", "study", "--model", "painn", "--features", "8", "--layers", "1", "--epochs", "1",
              "--sizes", "2", "3", "--seeds", "1", "--inits", "scratch", "transfer", "--no-progress", "--wait-timeout", "5"]
     with socket.socket() as probe:  # a free port for the coordinator
@@ -76,8 +43,9 @@ def test_two_real_processes_match_one_and_a_restart_of_both_after_a_kill_finishe
     def process(index: int) -> subprocess.Popen:
         return subprocess.Popen([*study, "--out", str(tmp_path / "two"), "--distributed", "--coordinator", f"127.0.0.1:{port}",
                                  "--num-processes", "2", "--process-id", str(index)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=two_devices)
 
+    two_devices = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     first, second = process(0), process(1)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "two" / "runs").glob("*/done.json")):  # the source model: both are at work now
