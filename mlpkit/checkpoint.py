@@ -118,11 +118,11 @@ def checkpoint_path(spec) -> Path:
     text = str(spec)
     if not text.startswith(PRETRAINED):
         return Path(text)
-    name = text[len(PRETRAINED):]
-    shipped = sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/model.npz"))
-    if name not in shipped:
-        raise CheckpointError(f"no shipped model {name!r} in {text!r}; choose one of {shipped}")
-    return PRETRAINED_DIR / name / "model.npz"
+    path = PRETRAINED_DIR / text[len(PRETRAINED):] / "model.npz"
+    if not path.is_file():
+        shipped = sorted(p.parent.name for p in PRETRAINED_DIR.glob("*/model.npz"))
+        raise CheckpointError(f"no shipped model {path.parent.name!r} in {text!r}; choose one of {shipped}")
+    return path
 
 
 def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoint:

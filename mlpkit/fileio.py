@@ -186,13 +186,7 @@ def regular_file(path: str | os.PathLike, option: str) -> Path:
 def folder_in_use(path: str | os.PathLike) -> bool:
     """Whether some process holds :func:`locked_folder` on ``path`` right now."""
     try:
-        stream = open(Path(path) / ".lock", "a+")
-    except OSError:
-        return False
-    with stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(stream, fcntl.LOCK_UN)
-        return False
+        with locked_folder(path):
+            return False
+    except MlpkitError:
+        return True
