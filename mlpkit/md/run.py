@@ -22,7 +22,7 @@ from mlpkit.md.integrators import (
     MDState, kinetic_energy_ev, langevin_baoab, nose_hoover_chain, nose_hoover_energy_ev, temperature_k, velocity_verlet,
 )
 from mlpkit.md.stability import Failure, StabilityLimits, first_failure
-from mlpkit.models.energy import over_members
+from mlpkit.members import over_members
 from mlpkit.neighbors import (
     ROW_PADDING, CellGrid, Neighbors, build_neighbors, cell_grid, device_neighbors, edge_vectors, padded_width, safe_norm,
 )

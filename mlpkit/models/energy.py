@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlpkit.data.dataset import Dataset
+from mlpkit.members import over_members
 from mlpkit.models import ModelConfig, build_model
 from mlpkit.models.graph import ElementTable, build_graph
 from mlpkit.neighbors import Neighbors
@@ -97,24 +98,6 @@ def member_energy_fn(config: ModelConfig, table: ElementTable, normalisation: No
         return energy(params, normalisation.arrays(positions_a.dtype), positions_a, cell_a, species, neighbors)
 
     return fixed
-
-
-def over_members(fn, in_axes: tuple):
-    """``jax.vmap(fn, in_axes)`` over the ensemble axis; an ensemble of one is squeezed instead.
-
-    XLA on CPU runs size-1 batched gathers several times slower than unbatched ones, and most models
-    are single members, so K = 1 takes the plain path (same numbers, no vmap).
-    """
-    vmapped = jax.vmap(fn, in_axes=in_axes)
-
-    def call(*args):
-        mapped = [a for a, axis in zip(args, in_axes) if axis is not None]
-        if jax.tree_util.tree_leaves(mapped)[0].shape[0] != 1:
-            return vmapped(*args)
-        squeezed = [a if axis is None else jax.tree_util.tree_map(lambda leaf: leaf[0], a) for a, axis in zip(args, in_axes)]
-        return jax.tree_util.tree_map(lambda leaf: leaf[None], fn(*squeezed))
-
-    return call
 
 
 def ensemble_evaluator(config: ModelConfig, table: ElementTable, normalisation: Normalisation):

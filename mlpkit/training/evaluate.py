@@ -15,7 +15,8 @@ from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import write_text_atomic
 from mlpkit.models import ModelConfig
-from mlpkit.models.energy import cast_params, neighbor_cutoff_a, normalised_energy_fn, over_members
+from mlpkit.members import over_members
+from mlpkit.models.energy import cast_params, neighbor_cutoff_a, normalised_energy_fn
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
 from mlpkit.training.loss import error_sums, metrics_from_sums, predict_batch

@@ -26,7 +26,8 @@ from mlpkit.data.dataset import ATOM_FIELDS, FRAME_FIELDS, Dataset
 from mlpkit.data.outliers import describe, outlier_report
 from mlpkit.errors import MlpkitError, TrainingError
 from mlpkit.models import BLOCKS, ModelConfig, init_params, parameter_blocks, params_mismatch
-from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, neighbor_cutoff_a, normalised_energy_fn, over_members
+from mlpkit.members import over_members
+from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, neighbor_cutoff_a, normalised_energy_fn
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
 from mlpkit.training.evaluate import member_metrics, member_sums_program
