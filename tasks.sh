@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # mlpkit's entry points; each creates (or reuses) the virtual environment in .venv: pyproject.toml's
 # ranges with the notebook and test extras, at the exact versions of constraints.txt.
-#   bash tasks.sh lab     set up, then start JupyterLab on notebooks/
-#   bash tasks.sh test    set up, then run the whole test suite, notebooks in quick mode (what CI runs)
-#   bash tasks.sh setup   only set up
+#   bash tasks.sh lab       set up, then start JupyterLab on notebooks/ with the quick settings (MLPKIT_QUICK=1)
+#   bash tasks.sh lab-full  the same with the full tutorial settings (minutes per training on a laptop CPU)
+#   bash tasks.sh test      set up, then run the whole test suite, notebooks in quick mode (what CI runs)
+#   bash tasks.sh setup     only set up
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,7 +25,8 @@ HUGE_PAGES="$VENV/bin/python -m mlpkit.runtime"
 
 case "${1:-}" in
     setup) setup ;;
-    lab) setup; exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
+    lab) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
+    lab-full) setup; exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
     test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest ;;
-    *) echo "usage: bash tasks.sh {lab|test|setup}" >&2; exit 2 ;;
+    *) echo "usage: bash tasks.sh {lab|lab-full|test|setup}" >&2; exit 2 ;;
 esac

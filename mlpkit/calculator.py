@@ -7,12 +7,13 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlpkit.checkpoint import Checkpoint, load_checkpoint
+from mlpkit.elements import unknown_elements
 from mlpkit.errors import MlpkitError
 from mlpkit.models.energy import cast_params
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import Potential, compiled_evaluator, sw_potential
 from mlpkit.potentials.base import voigt_from_tensor
-from mlpkit.potentials.sw import SW_PARAMETERS
+from mlpkit.potentials.sw import SW_PARAMETERS, parse_sw_spec
 
 
 class PotentialCalculator(Calculator):
@@ -114,22 +115,21 @@ def load_potential(spec) -> Potential:
     """The potential named by ``spec``: ``"sw:Si"`` / ``"sw:Ge"`` for the Stillinger–Weber reference, or the
     path of a checkpoint written by ``mlpkit train`` (its ensemble mean). The CLI's ``--potential`` takes the same.
     """
-    text = str(spec)
-    if text.startswith("sw:"):
-        element = text[3:]
-        if element not in SW_PARAMETERS:
-            raise MlpkitError(f"unknown SW element {element!r} in {text!r}; choose one of {sorted(SW_PARAMETERS)}")
-        return sw_potential(element)
-    return load_checkpoint(text).potential()
+    sw = parse_sw_spec(spec)
+    if sw is None:
+        return load_checkpoint(spec).potential()
+    element, split = sw
+    if split is not None or element not in SW_PARAMETERS:
+        raise MlpkitError(f"unknown SW potential {str(spec)!r}: use sw:El, El one of {sorted(SW_PARAMETERS)}")
+    return sw_potential(element)
 
 
 def calculator_for(spec) -> PotentialCalculator:
     """The ASE calculator of a :func:`load_potential` ``spec``, in double precision: an :class:`SWCalculator`
     for ``"sw:Si"`` / ``"sw:Ge"``, else the :class:`MLPCalculator` of a checkpoint path."""
-    text = str(spec)
-    if text.startswith("sw:"):
-        return SWCalculator(load_potential(text).elements[0])
-    return load_calculator(text, float64=True)
+    if parse_sw_spec(spec) is not None:
+        return SWCalculator(load_potential(spec).elements[0])
+    return load_calculator(spec, float64=True)
 
 
 class SWCalculator(PotentialCalculator):
@@ -148,7 +148,7 @@ class SWCalculator(PotentialCalculator):
         self.parameters["element"] = element
 
     def check_atoms(self, atoms) -> None:
-        wrong = sorted(set(atoms.get_chemical_symbols()) - {self.element})
+        wrong = unknown_elements(atoms.get_chemical_symbols(), (self.element,))
         if wrong:
             raise ValueError(
                 f"SWCalculator({self.element!r}) describes pure {self.element}; the structure also holds {wrong}"

@@ -32,7 +32,7 @@ def _terminate(signum, frame):
 
 
 def _data_generate(args) -> None:
-    from mlpkit.data.generate import SWDataSpec, write_sw_dataset
+    from mlpkit.reference import SWDataSpec, write_sw_dataset
 
     command = "mlpkit " + shlex.join(args.argv)
     for element in args.element:
@@ -70,9 +70,11 @@ def _resolve_data(spec: str):
     """A data path, or ``sw:Si`` / ``sw:Ge`` (optionally ``sw:Si:test``) for the shipped SW sets."""
     from mlpkit.data import load_dataset, sw_data_path
     from mlpkit.fileio import regular_file
+    from mlpkit.potentials.sw import parse_sw_spec
 
-    if spec.startswith("sw:"):
-        element, _, split = spec[3:].partition(":")
+    sw = parse_sw_spec(spec)
+    if sw is not None:
+        element, split = sw
         return load_dataset(sw_data_path(element, split or "training"))
     return load_dataset(regular_file(spec, "data"))
 
@@ -186,10 +188,11 @@ def _properties(args) -> None:
     from mlpkit.analysis import PropertyConfig, compute_properties
     from mlpkit.checkpoint import checkpoint_path
     from mlpkit.fileio import regular_file, writable_folder, write_text_atomic
+    from mlpkit.potentials.sw import parse_sw_spec
 
     config = PropertyConfig().quick() if args.quick else PropertyConfig()
     out = writable_folder(args.out)
-    if not args.potential.startswith("sw:"):
+    if parse_sw_spec(args.potential) is None:
         regular_file(checkpoint_path(args.potential), "--potential")
     start = time.perf_counter()
     properties = compute_properties(args.potential, args.element, config)
@@ -229,6 +232,7 @@ def _md(args) -> None:
     from mlpkit.md import MDConfig, StabilityLimits
     from mlpkit.md.output import RunFolder
     from mlpkit.md.run import NO_LIMITS, checked_start_temperature
+    from mlpkit.potentials.sw import parse_sw_spec
 
     out = writable_folder(args.out)
     if not 1 <= args.chunk <= args.steps:
@@ -238,7 +242,7 @@ def _md(args) -> None:
                       chunk_steps=args.chunk, float64=not args.float32)
     checked_start_temperature(args.temperature)
     limits = NO_LIMITS if args.no_monitor else StabilityLimits(max_spread_ev_per_a=args.max_spread)
-    sw = args.potential.startswith("sw:")
+    sw = parse_sw_spec(args.potential) is not None
     potential_file = None if sw else regular_file(checkpoint_path(args.potential), "--potential")
     potential = load_potential(args.potential if sw else potential_file)
     atoms = _md_structure(args, potential)

@@ -86,7 +86,7 @@ def neighbor_pairs(positions_a, cell_a, pbc, cutoff_a: float) -> tuple[np.ndarra
     fractional = positions_a @ np.linalg.inv(basis)
     floor = np.where(pbc, np.floor(fractional), 0.0)
     wrapped_a = positions_a - floor @ basis
-    margin = cutoff_a * np.linalg.norm(np.linalg.inv(basis), axis=0)  # the cutoff in fractional units
+    margin = cutoff_a / face_distances_a(basis)  # the cutoff in fractional units
     reach = np.where(pbc, np.ceil(margin), 0).astype(int)
     images, image_atom, image_shift = [], [], []
     for image in itertools.product(*(range(-r, r + 1) for r in reach)):
@@ -104,6 +104,12 @@ def neighbor_pairs(positions_a, cell_a, pbc, cutoff_a: float) -> tuple[np.ndarra
     order = np.lexsort((second, first))
     shift = shift[order] - floor[second[order]] + floor[first[order]]  # back to the unwrapped positions
     return first[order], second[order], shift.astype(np.int64)
+
+
+def face_distances_a(cell_a) -> np.ndarray:
+    """[..., 3] Å: for each cell vector a_k, the distance between the two cell faces it joins, V / |a_i × a_j|
+    (i, j the other two), for cells ``cell_a`` [..., 3, 3] (rows are cell vectors)."""
+    return 1.0 / np.linalg.norm(np.linalg.inv(np.asarray(cell_a, np.float64)), axis=-2)  # 1 / |k-th reciprocal vector|
 
 
 def _invertible_basis(cell_a, pbc) -> np.ndarray:
@@ -147,12 +153,10 @@ def cell_grid(cell_a, pbc, cutoff_a: float, positions_a) -> CellGrid | None:
     """
     if not np.all(pbc):
         return None
-    inverse = np.linalg.inv(np.asarray(cell_a, np.float64))
-    widths_a = 1.0 / np.linalg.norm(inverse, axis=0)  # distance between opposite faces
-    bins = np.floor(widths_a / cutoff_a).astype(int)
+    bins = np.floor(face_distances_a(cell_a) / cutoff_a).astype(int)
     if np.any(bins < 3):
         return None
-    fractional = np.reshape(positions_a, (-1, np.shape(positions_a)[-2], 3)) @ inverse
+    fractional = np.reshape(positions_a, (-1, np.shape(positions_a)[-2], 3)) @ np.linalg.inv(np.asarray(cell_a, np.float64))
     cells = np.minimum(np.floor((fractional % 1.0) * bins).astype(int), bins - 1)
     flat = np.ravel_multi_index(np.moveaxis(cells, -1, 0), bins)
     fullest = max(np.bincount(row, minlength=bins.prod()).max() for row in flat)

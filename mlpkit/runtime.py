@@ -1,12 +1,11 @@
 """Process settings that make XLA on CPU faster: transparent huge pages for the large buffers it allocates.
 
-XLA on CPU allocates a program's temporary buffer afresh at every call (about 370 MiB for one step of
-the quick study's training). glibc's malloc serves such a request with a fresh ``mmap``, and the kernel
-then maps it in on first touch, one 4 KiB page at a time: for the quick study on 2 cores that was over a
-third of all CPU time, spent in the kernel (``benchmarks/RESULTS.md``). glibc's tunable
+XLA on CPU allocates a program's temporary buffer afresh at every call (hundreds of MiB for one training
+step). glibc's malloc serves such a request with a fresh ``mmap``, and the kernel then maps it in on first
+touch, one 4 KiB page at a time, which costs a large share of the CPU time in the kernel. glibc's tunable
 ``glibc.malloc.hugetlb=1`` (glibc ≥ 2.35; elsewhere it is ignored) makes malloc ask for transparent huge
 pages of 2 MiB on the memory it maps, so the same buffer costs up to 512 times fewer faults
-(``benchmarks/huge_pages.py``: training 1.27× faster).
+(measured by ``benchmarks/huge_pages.py``; the numbers are in ``benchmarks/RESULTS.md``).
 
 A tunable is read when the process starts, so it cannot be switched on from inside Python. The
 ``mlpkit`` command therefore re-executes itself once with it (:func:`mlpkit.cli.entry`), and

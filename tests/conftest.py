@@ -1,13 +1,21 @@
-"""Shared fixtures: paths to the optional mlearn data, and one small finished study that several test files read."""
+"""Shared test helpers: the optional mlearn data, random and distorted inputs for the models, one small
+finished study that several test files read."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
-from mlpkit.models import ModelConfig
+from mlpkit.calculator import MLPCalculator
+from mlpkit.checkpoint import Checkpoint
+from mlpkit.models import ModelConfig, init_params
+from mlpkit.models.energy import Normalisation
+from mlpkit.models.graph import ElementTable
+from mlpkit.structures import diamond, rattled, strained
 from mlpkit.study import StudyConfig, run_study
 from mlpkit.training import TrainConfig
 
@@ -32,3 +40,37 @@ def finished_study(tmp_path_factory):
     """(folder, rows) of :data:`STUDY_CONFIG` run to the end. Tests that damage its files restore them."""
     out = tmp_path_factory.mktemp("study")
     return out, run_study(STUDY_CONFIG, out, progress=False)
+
+
+def random_checkpoint(architecture: str, symbols=("Si",), members: int = 1) -> Checkpoint:
+    """A model whose zero-initialised parameters (biases, DimeNet++'s readout) are made random, so every path counts."""
+    config = ModelConfig(architecture).quick()
+    stacked = []
+    for seed in range(members):
+        params = init_params(config, len(symbols), seed)
+        leaves, tree = jax.tree_util.tree_flatten(params)
+        rng = np.random.default_rng(seed)
+        leaves = [leaf if np.any(leaf) else 0.2 * rng.standard_normal(leaf.shape).astype(np.float32) for leaf in leaves]
+        stacked.append(jax.tree_util.tree_unflatten(tree, leaves))
+    params = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *stacked)
+    normalisation = Normalisation(tuple(-4.0 - k for k in range(len(symbols))), tuple(0.5 for _ in symbols))
+    return Checkpoint(config, ElementTable(tuple(symbols)), normalisation, params)
+
+
+def distorted(element="Si", repeat=(1, 1, 1), seed=0):
+    rng = np.random.default_rng(seed)
+    return rattled(strained(diamond(element, repeat), rng.uniform(-0.03, 0.03, 6)), 0.15, seed)
+
+
+def results(atoms, checkpoint):
+    atoms = atoms.copy()
+    atoms.calc = MLPCalculator(checkpoint, float64=True)
+    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(), atoms
+
+
+def self_force_constant_ev_per_a2(calculator, displacement_a: float) -> float:
+    """−F_x / h on one atom of the perfect 64-atom Si diamond crystal displaced by h along x (eV/Å²)."""
+    atoms = diamond("Si")
+    atoms.positions[0, 0] += displacement_a
+    atoms.calc = calculator
+    return -atoms.get_forces()[0, 0] / displacement_a

@@ -16,7 +16,7 @@ from mlpkit import checkpoint as checkpoint_module
 from mlpkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mlpkit.cli import main
 from mlpkit.models import ModelConfig
-from test_models import distorted, random_checkpoint
+from conftest import distorted, random_checkpoint
 
 
 def predictions(calc, atoms):

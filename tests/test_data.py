@@ -22,7 +22,7 @@ from mlpkit.data import (
     train_val_split,
     write_extxyz,
 )
-from mlpkit.data.generate import label
+from mlpkit.reference import label
 from mlpkit.errors import DataError
 from mlpkit.structures import diamond, rattled
 

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 from mlpkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mlpkit.data import load_npz, read_extxyz, read_mlearn, save_npz, validate
 from mlpkit.data.dataset import ATOM_FIELDS, FRAME_FIELDS
-from mlpkit.data.generate import label
+from mlpkit.reference import label
 from mlpkit.errors import DataError, MlpkitError
 from mlpkit.study import StudyConfig
 from mlpkit.structures import diamond, rattled
-from test_models import random_checkpoint
+from conftest import random_checkpoint
 
 EXAMPLES = int(os.environ.get("MLPKIT_FUZZ_EXAMPLES", "30"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=60), database=None,

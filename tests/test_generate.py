@@ -11,7 +11,7 @@ from ase import units
 from mlpkit import SWCalculator
 from mlpkit.data import read_extxyz
 from mlpkit.data.card import card_checksums
-from mlpkit.data.generate import MLEARN_TEMPERATURES_K, SWDataSpec, generate_sw_dataset
+from mlpkit.reference import MLEARN_TEMPERATURES_K, SWDataSpec, generate_sw_dataset
 from mlpkit.fileio import sha256_of
 from mlpkit.potentials import SW_PARAMETERS
 

@@ -15,7 +15,7 @@ from mlpkit.data import load_dataset, select_where, sw_data_path, train_val_spli
 from mlpkit.models import ModelConfig
 from mlpkit.training import TrainConfig, train
 from mlpkit.transfer import TransferConfig, fine_tune
-from test_models import distorted, random_checkpoint, results
+from conftest import distorted, random_checkpoint, results
 
 QUICK_MACE = dataclasses.replace(TrainConfig(model=ModelConfig("mace")).quick(), max_epochs=15, learning_rate=5e-3)
 

@@ -196,7 +196,7 @@ def test_replicas_equal_single_runs_and_give_a_stability_table():
 
 
 def test_an_ensemble_reports_its_force_spread():
-    from test_models import random_checkpoint
+    from conftest import random_checkpoint
 
     single, pair = random_checkpoint("painn"), random_checkpoint("painn", members=2)
     config = MDConfig(temperature_k=300.0, chunk_steps=5)
@@ -262,10 +262,11 @@ def test_md_cli_survives_a_kill_and_matches_an_uninterrupted_run(tmp_path):
 
 def test_temperature_transferability_reports_errors_and_stability_per_temperature():
     """Errors per temperature equal those computed from the ASE calculator; each temperature gets a stability row."""
-    from test_models import random_checkpoint
+    from conftest import random_checkpoint
 
     from mlpkit.calculator import MLPCalculator
-    from mlpkit.md.transferability import sw_snapshots, temperature_transferability
+    from mlpkit.analysis.transferability import temperature_transferability
+    from mlpkit.reference import sw_snapshots
 
     reference = sw_snapshots("Si", [300.0, 2600.0], 2, interval_fs=50, equilibration_fs=100, progress=False)
     assert list(reference.temperature_k) == [300.0, 300.0, 2600.0, 2600.0]

@@ -14,40 +14,14 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 from mlpkit.calculator import MLPCalculator
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.errors import MlpkitError
-from mlpkit.models import ModelConfig, init_params
 from mlpkit.models.energy import Normalisation, member_energy_fn
-from mlpkit.models.graph import ElementTable, polynomial_envelope
+from mlpkit.models.graph import polynomial_envelope
 from mlpkit.md import run_md
 from mlpkit.neighbors import build_neighbors
-from mlpkit.structures import diamond, rattled, strained
+from mlpkit.structures import diamond
+from conftest import distorted, random_checkpoint, results, self_force_constant_ev_per_a2
 
 ARCHITECTURES = ["painn", "dimenet++", "mace"]
-
-
-def random_checkpoint(architecture: str, symbols=("Si",), members: int = 1) -> Checkpoint:
-    """A model whose zero-initialised parameters (biases, DimeNet++'s readout) are made random, so every path counts."""
-    config = ModelConfig(architecture).quick()
-    stacked = []
-    for seed in range(members):
-        params = init_params(config, len(symbols), seed)
-        leaves, tree = jax.tree_util.tree_flatten(params)
-        rng = np.random.default_rng(seed)
-        leaves = [leaf if np.any(leaf) else 0.2 * rng.standard_normal(leaf.shape).astype(np.float32) for leaf in leaves]
-        stacked.append(jax.tree_util.tree_unflatten(tree, leaves))
-    params = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *stacked)
-    normalisation = Normalisation(tuple(-4.0 - k for k in range(len(symbols))), tuple(0.5 for _ in symbols))
-    return Checkpoint(config, ElementTable(tuple(symbols)), normalisation, params)
-
-
-def distorted(element="Si", repeat=(1, 1, 1), seed=0):
-    rng = np.random.default_rng(seed)
-    return rattled(strained(diamond(element, repeat), rng.uniform(-0.03, 0.03, 6)), 0.15, seed)
-
-
-def results(atoms, checkpoint):
-    atoms = atoms.copy()
-    atoms.calc = MLPCalculator(checkpoint, float64=True)
-    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(), atoms
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -161,14 +135,6 @@ def test_envelope_is_one_at_zero_and_vanishes_smoothly_at_the_cutoff():
     assert 0 < value[1] < 1e-9  # the first two derivatives vanish: u ~ (1 − x)³ near the cutoff
     slope = jax.grad(lambda r: polynomial_envelope(r))(1.0 - 1e-6)
     assert abs(float(slope)) < 1e-6
-
-
-def self_force_constant_ev_per_a2(calculator, displacement_a: float) -> float:
-    """−F_x / h on one atom of the perfect 64-atom Si diamond crystal displaced by h along x (eV/Å²)."""
-    atoms = diamond("Si")
-    atoms.positions[0, 0] += displacement_a
-    atoms.calc = calculator
-    return -atoms.get_forces()[0, 0] / displacement_a
 
 
 def gamma_force_constants(checkpoint, displacement_a: float) -> np.ndarray:

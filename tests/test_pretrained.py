@@ -64,7 +64,7 @@ def test_the_tutorials_start_from_the_shipped_quick_painn():
 def test_the_pretrained_model_is_smooth_at_the_perfect_crystal_and_near_sw():
     # −F/h of one displaced atom is a force constant only if the energy is smooth at the crystal; SW gives
     # 17.7 eV/Å² at every h (tests/test_sw.py), a cusp would make it grow as h falls
-    from test_models import self_force_constant_ev_per_a2
+    from conftest import self_force_constant_ev_per_a2
 
     calculator = MLPCalculator(pretrained_si(), float64=True)
     constants = [self_force_constant_ev_per_a2(calculator, h) for h in (0.1, 0.03, 0.01, 1e-3, 1e-4)]

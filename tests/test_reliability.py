@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from ase import units
 
-from mlpkit import study as study_module
+from mlpkit.study import cache, cells
 from mlpkit.cli import main
 from mlpkit.data import load_dataset, outlier_report, sw_data_path
 from mlpkit.errors import MlpkitError, TrainingError
@@ -84,12 +84,12 @@ def test_a_damaged_finished_run_is_refused_naming_the_folder(study, tmp_path, da
 
 def test_two_studies_into_one_folder_share_each_run_through_its_lock(tmp_path, monkeypatch):
     trained = []
-    original = study_module._cached_training
+    original = cells.cached_training
 
     def counting(folder, payload, fit, *args, **kwargs):
         return original(folder, payload, lambda: trained.append(payload["role"]) or fit(), *args, **kwargs)
 
-    monkeypatch.setattr(study_module, "_cached_training", counting)
+    monkeypatch.setattr(cells, "cached_training", counting)
     config = dataclasses.replace(CONFIG, sizes=(2,), seeds=(0,), inits=("scratch",))
     results = []
     threads = [threading.Thread(target=lambda: results.append(run_study(config, tmp_path, progress=False))) for _ in range(2)]
@@ -105,7 +105,7 @@ def test_a_process_waiting_for_a_run_nobody_trains_gives_up_naming_it(tmp_path):
     folder.mkdir(parents=True)
     start = time.monotonic()
     with pytest.raises(MlpkitError, match="waited 0.3 s for the run in .*0123456789abcdef.*no process is training it"):
-        study_module._wait_for(folder / "done.json", 0.3)
+        cache.wait_for(folder / "done.json", 0.3)
     assert time.monotonic() - start < 6
     holder = threading.Event()
 
@@ -118,7 +118,7 @@ def test_a_process_waiting_for_a_run_nobody_trains_gives_up_naming_it(tmp_path):
     thread = threading.Thread(target=train_for_a_while)
     thread.start()
     holder.wait()
-    study_module._wait_for(folder / "done.json", 0.3)
+    cache.wait_for(folder / "done.json", 0.3)
     thread.join()
 
 

@@ -11,7 +11,7 @@ from mlpkit.data.dataset import from_frames
 from mlpkit.errors import MlpkitError
 from mlpkit.selection import force_disagreement, ranked_by_disagreement
 from mlpkit.structures import diamond
-from test_models import distorted, random_checkpoint
+from conftest import distorted, random_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ import json
 import numpy as np
 import pytest
 
-from mlpkit import study as study_module
+from mlpkit.study import cells
 from mlpkit.cli import main
 from mlpkit.errors import MlpkitError
-from mlpkit.report import efficiency_factor
 from mlpkit.selection import force_disagreement
 from mlpkit.transfer import transferred
-from mlpkit.study import RESULT_COLUMNS, load_study_data, run_study
+from mlpkit.study import RESULT_COLUMNS, data_checksums, efficiency_factor, load_study_data, recipe_of, run_study
 from conftest import STUDY_CONFIG as CONFIG
 
 
@@ -43,32 +42,32 @@ def test_results_have_one_row_per_size_seed_and_init(finished):
     assert "Parity on the Ge test set" in page and "by temperature" in page and "transfer-active, N = 4" in page
     breakdown = document["breakdown"]
     groups = {r["label"] for r in breakdown if r["kind"] == "group"}
-    assert groups == set(load_study_data(CONFIG)["ge_test"].group)  # every test group has its errors
+    assert groups == set(load_study_data(CONFIG).ge_test.group)  # every test group has its errors
     assert all(r["frames"] > 0 and r["force_mae_ev_per_a"] > 0 for r in breakdown)
 
 
 def test_active_selection_takes_the_most_disputed_frames_nested(finished):
     out, _ = finished
-    data, checksums = load_study_data(CONFIG), study_module.data_checksums(CONFIG)
-    source = study_module._source_model(CONFIG, data, checksums, out, progress=False, wait_timeout_s=None)
-    order = study_module.active_order(CONFIG, data, source, checksums, out)
-    transfer = study_module._transfer_config(CONFIG, "transfer")
-    disagreement = force_disagreement(transferred(source["checkpoint"], transfer), data["ge_pool"])
-    assert sorted(order) == list(range(len(data["ge_pool"])))
+    data, checksums = load_study_data(CONFIG), data_checksums(CONFIG)
+    source = cells.source_model(CONFIG, data, checksums, out, progress=False, wait_timeout_s=None)
+    order = cells.active_order(CONFIG, data, source, checksums, out)
+    transfer = recipe_of(CONFIG, "transfer").transfer
+    disagreement = force_disagreement(transferred(source["checkpoint"], transfer), data.ge_pool)
+    assert sorted(order) == list(range(len(data.ge_pool)))
     assert disagreement[order[:4]].min() >= np.delete(disagreement, order[:4]).max()  # the top of the ranking
-    active = data["ge_pool"].select(order)
+    active = data.ge_pool.select(order)
     assert active.first(2) == active.first(4).first(2)  # nested: N = 2 ⊂ N = 4
 
 
 def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(finished, monkeypatch):
     out, rows = finished
     calls = []
-    original = study_module._cached_training
+    original = cells.cached_training
 
     def counting(folder, payload, fit, *args, **kwargs):
         return original(folder, payload, lambda: calls.append(payload) or fit(), *args, **kwargs)
 
-    monkeypatch.setattr(study_module, "_cached_training", counting)
+    monkeypatch.setattr(cells, "cached_training", counting)
     assert run_study(CONFIG, out, progress=False) == rows and calls == []
     row = next(r for r in rows if r["size"] == 4 and r["init"] == "transfer-active")
     (out / row["checkpoint"]).with_name("done.json").unlink()  # as if the study stopped during this run
@@ -91,9 +90,9 @@ def test_a_damaged_run_record_is_named_with_the_way_out(finished):
 
 def test_training_subsets_are_nested():
     data = load_study_data(CONFIG)
-    pool = data["ge_pool"]
+    pool = data.ge_pool
     assert pool.first(10) == pool.first(25).first(10)
-    assert len(pool) + len(data["ge_validation"]) == 214  # every Ge training frame: in the pool or validation
+    assert len(pool) + len(data.ge_validation) == 214  # every Ge training frame: in the pool or validation
 
 
 def test_efficiency_factor_interpolates_the_scratch_curve_in_log_log():
@@ -111,11 +110,11 @@ def test_study_command_rejects_a_mlearn_study_without_its_folder(tmp_path, capsy
 
 
 def test_the_default_transfer_scales_lengths_and_the_papers_protocol_never_does():
-    scaled = study_module._transfer_config(CONFIG, "transfer-active")
+    scaled = recipe_of(CONFIG, "transfer-active").transfer
     assert scaled.length_scale == pytest.approx(5.4310 / 5.6536, rel=1e-4)  # SW a_Si / a_Ge
-    assert study_module._transfer_config(CONFIG, "transfer-plain").length_scale == 1.0
+    assert recipe_of(CONFIG, "transfer-plain").transfer.length_scale == 1.0
     unscaled = dataclasses.replace(CONFIG, rescale_lengths=False)
-    assert study_module._transfer_config(unscaled, "transfer") == CONFIG.transfer
+    assert recipe_of(unscaled, "transfer").transfer == CONFIG.transfer
 
 
 def test_a_study_transfers_from_a_shipped_source_without_training_silicon(tmp_path):

@@ -161,7 +161,7 @@ def test_free_energy_equals_energy():
 def test_the_self_force_constant_of_a_displaced_atom_does_not_depend_on_the_displacement():
     # SW is smooth at the crystal: −F/h of one displaced atom is its harmonic force constant for any small h,
     # the reference the models' smoothness tests (tests/test_models.py, test_pretrained.py) are held to
-    from test_models import self_force_constant_ev_per_a2
+    from conftest import self_force_constant_ev_per_a2
 
     calculator = SWCalculator("Si")
     constants = [self_force_constant_ev_per_a2(calculator, h) for h in (0.1, 0.01, 1e-3, 1e-4)]

@@ -122,7 +122,7 @@ def test_each_member_keeps_its_best_and_freezes_when_its_patience_runs_out():
 
 
 def test_evaluate_matches_metrics_computed_from_calculator_predictions(silicon):
-    from test_models import random_checkpoint
+    from conftest import random_checkpoint
 
     checkpoint = random_checkpoint("painn")
     dataset = silicon.first(5)

@@ -23,7 +23,7 @@ from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials.base import energy_forces_stress
 from mlpkit.training import TrainConfig, train
 from mlpkit.transfer import TransferConfig, fine_tune, initial_state
-from test_models import distorted, random_checkpoint, results
+from conftest import distorted, random_checkpoint, results
 
 SMALL = TrainConfig(model=ModelConfig("painn", features=16, layers=2), max_epochs=6, warmup_epochs=1, batch_size=4)
 

@@ -123,6 +123,40 @@ def test_training_curves_grow_per_run_with_one_colour_per_run():
     assert sum(bool(trace.showlegend) for trace in figure.data) == 2
 
 
+def test_a_new_run_draws_fresh_lines_and_keeps_only_the_previous_run_faded():
+    figure = viz.training_figure(widget=False)
+    for run, epochs in enumerate(([0, 1, 2], [0, 1], [0])):
+        viz.start_run(figure)
+        for epoch in epochs:
+            viz.record_epoch(figure, "scratch", metrics(epoch, 1.0 + run, 0.5))
+    by_name = {(trace.name, trace.meta.rsplit("/", 1)[-1]): trace for trace in figure.data}
+    assert set(by_name) == {("scratch", "loss"), ("scratch", "force"), ("earlier: scratch", "loss"), ("earlier: scratch", "force")}
+    assert list(by_name["scratch", "force"].x) == [0]  # the third run, on its own: time never runs backwards
+    assert list(by_name["earlier: scratch", "force"].x) == [0, 1]  # the second run, faded; the first is gone
+    assert by_name["earlier: scratch", "force"].opacity < 1 and by_name["scratch", "force"].opacity is None
+    assert by_name["scratch", "force"].line.color == by_name["earlier: scratch", "force"].line.color
+
+
+def test_a_panel_starts_each_run_on_fresh_lines_and_its_table_follows_the_latest_run():
+    figure = viz.training_figure()  # a FigureWidget, as in the notebooks
+    slider = widgets.IntSlider(value=10, min=5, max=100)
+
+    def work(settings, job):
+        for epoch in range(3):
+            viz.record_epoch(figure, "scratch", metrics(epoch, 1.0, 1.0 / settings["size"]))
+        return [{"size": settings["size"]}]
+
+    panel = viz.RunPanel(work, {"size": slider}, outputs=[figure], summary=lambda rows: f"<p>N = {rows[0]['size']}</p>")
+    panel.run(wait=True)
+    assert panel.table.value == "<p>N = 10</p>"
+    slider.value = 20
+    panel.run(wait=True)
+    assert panel.table.value == "<p>N = 20</p>"
+    current = [trace for trace in figure.data if trace.name == "scratch"]
+    assert all(list(trace.x) == sorted(trace.x) for trace in figure.data)
+    assert [list(trace.y) for trace in current if trace.meta.endswith("force")] == [[0.05, 0.05, 0.05]]
+
+
 def test_epoch_callback_asks_train_to_stop_once_stop_was_pressed():
     job = viz.Job()
     job.state = RUNNING
@@ -234,7 +268,7 @@ def test_structure_view_keeps_one_colour_scale_and_moves_atoms_without_reloading
 def test_stop_ends_a_training_run_after_the_current_epoch_and_keeps_its_best_model():
     from mlpkit.data import load_dataset, sw_data_path
     from mlpkit.models import ModelConfig
-    from mlpkit.training import TrainConfig
+    from mlpkit.training import TrainConfig, train
 
     ge = load_dataset(sw_data_path("Ge", "test"))
     tiny = TrainConfig(model=ModelConfig("painn", features=8, layers=1), max_epochs=50, warmup_epochs=1, batch_size=4)
@@ -242,8 +276,8 @@ def test_stop_ends_a_training_run_after_the_current_epoch_and_keeps_its_best_mod
 
     def fit(settings, job):
         callback = viz.epoch_callback(figure, "scratch", job, tiny.max_epochs)
-        return viz.train_ge("scratch", ge.first(2), ge.select([5, 6, 7]), tiny,
-                            callback=lambda epoch, metrics: (epoch == 1 and job.stop()) or callback(epoch, metrics))
+        return train(ge.first(2), ge.select([5, 6, 7]), tiny, progress=False,
+                     callback=lambda epoch, metrics: (epoch == 1 and job.stop()) or callback(epoch, metrics))
 
     job = viz.Job()
     job.start(fit, {}, background=False)

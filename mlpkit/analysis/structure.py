@@ -6,41 +6,22 @@ taken care of) and one fixed periodic ``cell_a`` [3, 3] (rows are the lattice ve
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 from scipy.signal import find_peaks
 
-_PAIRS_PER_BLOCK = 1 << 20
+from mlpkit.neighbors import neighbor_pairs
 
 
 def pair_vectors(positions_a, cell_a, r_max_a: float):
-    """Every ordered pair (i, j, image) of one periodic frame closer than ``r_max_a``.
+    """Every ordered pair (i, j, image) of one periodic frame closer than ``r_max_a``, sorted by i then j.
 
     positions_a: [N, 3] Å; cell_a: [3, 3] Å. Returns ``(i, j, vectors_a)`` with ``vectors_a[p] = r_j + image − r_i``
     ([P], [P], [P, 3]); an atom's own periodic images count, the atom itself does not. Any ``r_max_a``
-    is exact, also beyond half the cell: as many images are enumerated as the cutoff needs.
+    is exact, also beyond half the cell: the pairs are those of :func:`mlpkit.neighbors.neighbor_pairs`.
     """
-    positions_a = np.asarray(positions_a, float)
-    cell_a = np.asarray(cell_a, float)
-    fractional = positions_a @ np.linalg.inv(cell_a)  # [N, 3]
-    # a lattice shift n_k reaches within r_max only if |n_k| ≤ r_max / (plane spacing) + 1/2
-    spacing_a = np.abs(np.linalg.det(cell_a)) / np.linalg.norm(np.cross(cell_a[[1, 2, 0]], cell_a[[2, 0, 1]]), axis=1)
-    reach = np.floor(r_max_a / spacing_a + 0.5).astype(int)
-    shifts = np.array(list(itertools.product(*(range(-k, k + 1) for k in reach))), float)  # [S, 3]
-    block = max(1, _PAIRS_PER_BLOCK // len(fractional))  # rows of i at a time, to bound memory for large N
-    i_list, j_list, vector_list = [], [], []
-    for start in range(0, len(fractional), block):
-        difference = fractional[None, :, :] - fractional[start:start + block, None, :]  # [B, N, 3]
-        difference -= np.round(difference)  # nearest image first; further shells through the shifts
-        for shift in shifts:
-            vectors = (difference + shift) @ cell_a  # [B, N, 3]
-            distance = np.linalg.norm(vectors, axis=-1)
-            i, j = np.nonzero((distance < r_max_a) & (distance > 1e-8))
-            i_list.append(i + start)
-            j_list.append(j)
-            vector_list.append(vectors[i, j])
-    return np.concatenate(i_list), np.concatenate(j_list), np.concatenate(vector_list).reshape(-1, 3)
+    positions_a, cell_a = np.asarray(positions_a, float), np.asarray(cell_a, float)
+    i, j, shift = neighbor_pairs(positions_a, cell_a, np.ones(3, bool), r_max_a)
+    return i, j, positions_a[j] + shift @ cell_a - positions_a[i]
 
 
 def gaussian_smooth(y, dx: float, sigma: float):
@@ -95,9 +76,7 @@ def angular_distribution(positions_a, cell_a, cutoff_a: float, n_bins: int = 180
     edges_deg = np.linspace(0.0, 180.0, n_bins + 1)
     counts = np.zeros(n_bins)
     for frame in _frames(positions_a):
-        i, _, vectors = pair_vectors(frame, cell_a, cutoff_a)
-        order = np.argsort(i, kind="stable")
-        i, vectors = i[order], vectors[order]
+        i, _, vectors = pair_vectors(frame, cell_a, cutoff_a)  # sorted by i
         n_neighbors = np.bincount(i, minlength=frame.shape[0])  # [N]
         width = int(n_neighbors.max(initial=0))
         if width < 2:

@@ -8,6 +8,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from mlpkit.elements import unknown_elements
 from mlpkit.errors import DataError
 from mlpkit.potentials.base import voigt_from_tensor
 
@@ -181,9 +182,9 @@ def validate(dataset: Dataset, path=None) -> None:
             raise DataError("contains NaN or infinity", path=path, frame=frame, field="stress")
         if dataset.n_atoms[frame] == 0:
             raise DataError("frame has no atoms", path=path, frame=frame, field="positions")
-        species = dataset.species[atoms]
-        if species.min() < 1 or species.max() > 118:
-            raise DataError(f"unknown element (atomic numbers {sorted(set(species))})", path=path, frame=frame, field="species")
+        unknown = unknown_elements(dataset.species[atoms])
+        if unknown:
+            raise DataError(f"unknown element (atomic numbers {unknown})", path=path, frame=frame, field="species")
         cell, pbc = dataset.cell_a[frame], dataset.pbc[frame]
         if abs(np.linalg.det(cell)) < 1e-6:
             raise DataError("cell has zero volume", path=path, frame=frame, field="cell")

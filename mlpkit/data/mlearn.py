@@ -18,6 +18,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.data.dataset import Dataset, from_frames
+from mlpkit.elements import unknown_elements
 from mlpkit.errors import DataError
 from mlpkit.fileio import sha256_of, write_bytes_atomic
 
@@ -82,15 +83,16 @@ def _entry_to_atoms(entry, path, index) -> Atoms:
         if not isinstance(symbol, str):
             raise DataError("element is not a symbol", path=path, frame=index, field=f"structure.sites.{site_index}")
         symbols.append(symbol)
-    try:
-        atoms = Atoms(
-            symbols=symbols,
-            positions=numbers("structure.sites.xyz", [get(site, "xyz") for site in sites], (n_atoms, 3)),
-            cell=numbers("structure.lattice.matrix", get(entry, "structure", "lattice", "matrix"), (3, 3)),
-            pbc=True,
-        )
-    except KeyError as error:
-        raise DataError(f"unknown element {error}", path=path, frame=index, field="structure.sites.species") from None
+    unknown = unknown_elements(symbols)
+    if unknown:
+        raise DataError(f"unknown element {', '.join(map(repr, unknown))}", path=path, frame=index,
+                        field="structure.sites.species")
+    atoms = Atoms(
+        symbols=symbols,
+        positions=numbers("structure.sites.xyz", [get(site, "xyz") for site in sites], (n_atoms, 3)),
+        cell=numbers("structure.lattice.matrix", get(entry, "structure", "lattice", "matrix"), (3, 3)),
+        pbc=True,
+    )
     virial_kbar = numbers("outputs.virial_stress", get(entry, "outputs", "virial_stress"), (6,))
     stress = -KBAR_TO_EV_PER_A3 * virial_kbar[[0, 1, 2, 4, 5, 3]]
     atoms.calc = SinglePointCalculator(

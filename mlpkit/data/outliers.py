@@ -15,7 +15,9 @@ import dataclasses
 import numpy as np
 from ase import units
 
+from mlpkit.data.composition import element_counts, element_energies_ev
 from mlpkit.data.dataset import Dataset
+from mlpkit.neighbors import face_distances_a
 
 ENERGY_SPREADS = 30.0  # robust spreads (1.4826 MAD) an energy per atom may lie from the set's typical one
 ENERGY_FLOOR_EV_PER_ATOM = 2.0  # ... and never flagged closer than this
@@ -61,19 +63,11 @@ def describe(outliers: list[Outlier], path=None, limit: int = 5) -> str:
     return f"{where}{len(outliers)} suspicious frame(s): {shown}{more}"
 
 
-def _composition(dataset: Dataset) -> np.ndarray:
-    """[F, E] atoms of each element per frame."""
-    elements, slot = np.unique(dataset.species, return_inverse=True)
-    frame_of_atom = np.repeat(np.arange(len(dataset)), dataset.n_atoms)
-    counts = np.zeros((len(dataset), len(elements)))
-    np.add.at(counts, (frame_of_atom, slot), 1.0)
-    return counts
-
-
 def _energy_outliers(dataset: Dataset) -> list[Outlier]:
     """Energies per atom far from the set's, after a least-squares energy per element."""
-    counts = _composition(dataset)
-    e0, *_ = np.linalg.lstsq(counts, dataset.energy_ev, rcond=None)
+    numbers = np.unique(dataset.species)
+    counts = element_counts(dataset, numbers)  # [F, E]
+    e0 = element_energies_ev(dataset, numbers)  # [E] eV
     residual = (dataset.energy_ev - counts @ e0) / dataset.n_atoms  # [F] eV/atom
     typical = np.median(residual)
     spread = 1.4826 * np.median(np.abs(residual - typical))
@@ -137,8 +131,7 @@ def _density_outliers(dataset: Dataset) -> list[Outlier]:
 
 
 def _small_cells(dataset: Dataset, cutoff_a: float) -> list[Outlier]:
-    heights = 1.0 / np.linalg.norm(np.linalg.inv(dataset.cell_a), axis=1)  # [F, 3] Å between opposite faces
-    shortest = np.where(dataset.pbc, heights, np.inf).min(axis=1)
+    shortest = np.where(dataset.pbc, face_distances_a(dataset.cell_a), np.inf).min(axis=1)  # [F] Å
     return [
         Outlier(int(frame), "cell", f"periodic cell only {shortest[frame]:.3g} Å across, under half the {cutoff_a:g} Å cutoff: "
                                     "each atom meets many images of itself (cell in other units, or a molecule marked periodic?)")

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlpkit.data.composition import element_energies_ev
 from mlpkit.data.dataset import Dataset
 from mlpkit.members import over_members
 from mlpkit.models import ModelConfig, build_model
@@ -49,11 +50,8 @@ def neighbor_cutoff_a(config: ModelConfig, normalisation: Normalisation) -> floa
 def fit_normalisation(dataset: Dataset, table: ElementTable) -> Normalisation:
     """E0 by least squares of total energies on element counts; scale = RMS force component per element."""
     table.check(dataset.species, "the training set")
-    frame_of_atom = np.repeat(np.arange(len(dataset)), dataset.n_atoms)
+    shift = element_energies_ev(dataset, table.numbers)
     slots = table.slot_lookup()[dataset.species]
-    counts = np.zeros((len(dataset), len(table)))
-    np.add.at(counts, (frame_of_atom, slots), 1.0)
-    shift, *_ = np.linalg.lstsq(counts, dataset.energy_ev, rcond=None)
     scale = []
     for slot in range(len(table)):
         forces = dataset.forces_ev_per_a[slots == slot]

@@ -15,11 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
+from mlpkit.elements import PADDING_SPECIES, check_elements, unknown_elements
 from mlpkit.errors import MlpkitError
 from mlpkit.neighbors import Neighbors, edge_vectors, safe_norm
-from mlpkit.potentials.base import check_elements
-
-PADDING_SPECIES = 0  # atomic number of a padding atom
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +31,8 @@ class ElementTable:
     symbols: tuple[str, ...]
 
     def __post_init__(self):
-        unknown = [s for s in self.symbols if s not in atomic_numbers or s == "X"]
-        if unknown or not self.symbols or len(set(self.symbols)) != len(self.symbols):
+        symbols = all(isinstance(s, str) for s in self.symbols) and not unknown_elements(self.symbols)
+        if not symbols or not self.symbols or len(set(self.symbols)) != len(self.symbols):
             raise MlpkitError(f"an element table needs distinct chemical symbols, got {list(self.symbols)}")
 
     @classmethod
@@ -47,10 +45,15 @@ class ElementTable:
     def remapped(self, mapping: dict[str, str]) -> ElementTable:
         return ElementTable(tuple(mapping.get(s, s) for s in self.symbols))
 
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        """The atomic numbers of the elements, in table order."""
+        return tuple(atomic_numbers[s] for s in self.symbols)
+
     def slot_lookup(self) -> np.ndarray:
         """[119] int32: embedding row of each atomic number, −1 for padding and unknown elements."""
         lookup = np.full(len(chemical_symbols), -1, np.int32)
-        lookup[[atomic_numbers[s] for s in self.symbols]] = np.arange(len(self.symbols), dtype=np.int32)
+        lookup[list(self.numbers)] = np.arange(len(self.symbols), dtype=np.int32)
         return lookup
 
     def check(self, species, where: str = "the structure") -> None:

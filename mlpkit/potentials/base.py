@@ -8,11 +8,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from ase.data import chemical_symbols
 
-from mlpkit.errors import MlpkitError
-
+from mlpkit.elements import check_elements
 from mlpkit.neighbors import EXACT, Neighbors
 
 # energy_fn(positions_a [N, 3], cell_a [3, 3], species [N] atomic numbers, neighbors) -> energy in eV
@@ -39,14 +36,6 @@ class Potential:
             check_elements(species, self.elements, "the structure", self.name)
 
 
-def check_elements(species, elements, where: str, holder: str) -> None:
-    """Raise :class:`~mlpkit.errors.MlpkitError` naming the elements of ``species`` (atomic numbers, 0 =
-    padding) that ``holder`` (a potential, a model) does not describe."""
-    unknown = sorted({chemical_symbols[z] for z in np.unique(np.asarray(species)) if z != 0} - set(elements))
-    if unknown:
-        raise MlpkitError(f"{where} holds {unknown}, but {holder} describes only {list(elements)}")
-
-
 def energy_forces_stress(energy_fn: EnergyFn):
     """Turn ``energy_fn`` into ``f(positions, cell, species, neighbors) -> (E, F, σ)``.
 
@@ -68,7 +57,6 @@ def energy_forces_stress(energy_fn: EnergyFn):
         return energy, -d_positions, d_strain / volume_a3
 
     return evaluate
-
 
 
 def voigt_from_tensor(tensor):

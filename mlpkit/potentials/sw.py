@@ -77,6 +77,16 @@ def sw_energy(params: SWParameters, positions_a, cell_a, species, neighbors: Nei
     return jnp.sum(two_body) + jnp.sum(three_body)
 
 
+def parse_sw_spec(spec) -> tuple[str, str | None] | None:
+    """``(element, split)`` of an SW spec: ``"sw:Si"`` → ``("Si", None)``, the potential; ``"sw:Si:test"`` →
+    ``("Si", "test")``, a shipped data set. None for any other spec (a file path)."""
+    text = str(spec)
+    if not text.startswith("sw:"):
+        return None
+    element, colon, split = text[3:].partition(":")
+    return element, split if colon else None
+
+
 @functools.cache
 def sw_potential(element: str) -> Potential:
     """The SW potential of ``"Si"`` or ``"Ge"``."""

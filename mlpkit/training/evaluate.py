@@ -108,6 +108,25 @@ def evaluate_members(checkpoint: Checkpoint, dataset: Dataset, batch_size: int =
                           _plan(checkpoint, dataset, batch_size))
 
 
+def errors_by_label(dataset: Dataset, energy_ev: np.ndarray, forces_ev_per_a: np.ndarray, label_of_frame: np.ndarray) -> dict:
+    """{label: {"frames", energy and force MAE / RMSE}} of one model's predictions (energies [F] eV, forces
+    [ΣN, 3] eV/Å) over the frames of each non-empty label (a group, a temperature); the metrics are those
+    of :func:`~mlpkit.training.loss.metrics_from_sums`."""
+    frame_of_atom = np.repeat(np.arange(len(dataset)), dataset.n_atoms)
+    energy_error = (energy_ev - dataset.energy_ev) / dataset.n_atoms  # [F] eV/atom
+    force_error = forces_ev_per_a - dataset.forces_ev_per_a  # [ΣN, 3] eV/Å
+    result = {}
+    for label in sorted(set(label_of_frame) - {""}):
+        frames = label_of_frame == label
+        energy, forces = energy_error[frames], force_error[frames[frame_of_atom]]
+        sums = {"energy_abs": np.abs(energy).sum(), "energy_sq": np.square(energy).sum(), "energy_n": energy.size,
+                "force_abs": np.abs(forces).sum(), "force_sq": np.square(forces).sum(), "force_n": forces.size,
+                "stress_abs": 0.0, "stress_sq": 0.0, "stress_n": 0}
+        metrics = metrics_from_sums(sums)
+        result[str(label)] = {"frames": int(frames.sum()), **{k: v for k, v in metrics.items() if not k.startswith("stress")}}
+    return result
+
+
 def history_csv(history: list[dict]) -> str:
     """Per-epoch metrics as CSV text, one row per epoch, columns in a fixed order."""
     if not history:

@@ -6,18 +6,18 @@ only put them together.
 """
 
 from mlpkit.viz.figures import (add_parity, learning_curves_figure, md_figure, parity_figure, record_epoch, record_md_frame,
-                                set_learning_curves, training_figure)
+                                set_learning_curves, start_run, training_figure)
 from mlpkit.viz.jobs import Job
 from mlpkit.viz.md_runs import compare_md, force_error_per_atom
 from mlpkit.viz.panel import RunPanel
-from mlpkit.viz.settings import PRETRAINED_SI, TutorialConfig, pretrained_si, quick_mode, tutorial_config
+from mlpkit.viz.settings import PRETRAINED_SI, TutorialConfig, mode_line, pretrained_si, quick_mode, tutorial_config
 from mlpkit.viz.structure import StructureView, colour_bins
-from mlpkit.viz.training_runs import (TRANSFER_OPTIONS, compare_inits, epoch_callback, force_predictions, learning_curve,
-                                      rows_on_test_set, train_ge)
+from mlpkit.viz.training_runs import (DEFAULT_TRANSFER, TRANSFER_OPTIONS, compare_inits, epoch_callback, force_predictions,
+                                      learning_curve, recipes, rows_on_test_set)
 
 __all__ = [
-    "Job", "PRETRAINED_SI", "RunPanel", "StructureView", "TRANSFER_OPTIONS", "TutorialConfig", "add_parity", "colour_bins",
+    "DEFAULT_TRANSFER", "Job", "PRETRAINED_SI", "RunPanel", "StructureView", "TRANSFER_OPTIONS", "TutorialConfig", "add_parity", "colour_bins",
     "compare_inits", "compare_md", "epoch_callback", "force_error_per_atom", "force_predictions",
-    "learning_curve", "learning_curves_figure", "md_figure", "parity_figure", "pretrained_si", "quick_mode", "record_epoch",
-    "record_md_frame", "rows_on_test_set", "set_learning_curves", "tutorial_config", "train_ge", "training_figure",
+    "learning_curve", "learning_curves_figure", "md_figure", "mode_line", "parity_figure", "pretrained_si", "quick_mode", "record_epoch",
+    "recipes", "record_md_frame", "rows_on_test_set", "set_learning_curves", "start_run", "tutorial_config", "training_figure",
 ]

@@ -11,7 +11,8 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mlpkit.report import learning_curve_figure
+from mlpkit.study.report import learning_curve_figure, parity_trace, stretch_diagonal
+from mlpkit.study.report import parity_figure as study_parity_figure
 
 PALETTE = plotly.colors.qualitative.Plotly
 
@@ -21,12 +22,15 @@ def _new(figure: go.Figure, widget: bool) -> go.Figure:
     return go.FigureWidget(figure) if widget else figure
 
 
+EARLIER = "earlier: "  # name prefix of the previous run's traces, kept faded beside the new run
+
+
 def _series(figure: go.Figure, name: str, panel: str, row: int = 1, col: int = 1, **style):
     """The trace of run ``name`` in ``panel``, added on first use; one colour per run across panels."""
     for trace in figure.data:
         if trace.meta == f"{name}/{panel}":
             return trace
-    runs = list(dict.fromkeys(t.legendgroup for t in figure.data))
+    runs = list(dict.fromkeys(t.legendgroup for t in figure.data if t.meta and not t.name.startswith(EARLIER)))
     colour = PALETTE[(runs.index(name) if name in runs else len(runs)) % len(PALETTE)]
     first = name not in runs
     figure.add_trace(
@@ -35,6 +39,17 @@ def _series(figure: go.Figure, name: str, panel: str, row: int = 1, col: int = 1
         row=row, col=col,
     )
     return figure.data[-1]
+
+
+def start_run(figure: go.Figure) -> None:
+    """Before a new run of a panel: the traces of the previous run stay, faded and labelled "earlier: …",
+    and those of any run before it are removed, so a new run always draws fresh lines of its own."""
+    with figure.batch_update():
+        figure.data = [t for t in figure.data if not (t.meta and t.name.startswith(EARLIER))]
+        for trace in figure.data:
+            if trace.meta:
+                trace.update(name=EARLIER + trace.name, legendgroup=EARLIER + trace.legendgroup,
+                             meta=EARLIER + trace.meta, opacity=0.35, line={"dash": "dot"})
 
 
 def _append(trace, x, y) -> None:
@@ -84,28 +99,23 @@ def record_md_frame(figure: go.Figure, name: str, frame, n_atoms: int, dt_fs: fl
 
 
 def parity_figure(widget: bool = True) -> go.Figure:
-    """Predicted against reference force components (eV/Å); points on the diagonal are exact."""
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[], y=[], mode="lines", name="exact", meta="diagonal", line={"color": "grey", "dash": "dot"}))
-    figure.update_layout(xaxis_title="reference force component (eV/Å)", yaxis_title="predicted (eV/Å)", height=420, width=520)
+    """Predicted against reference force components (eV/Å), filled by :func:`add_parity`."""
+    figure = study_parity_figure({})
+    figure.update_layout(height=420, width=520)
     return _new(figure, widget)
 
 
 def add_parity(figure: go.Figure, name: str, reference, predicted) -> None:
     """Add one model's force components, labelled with their MAE, and stretch the diagonal over all points."""
-    reference, predicted = np.ravel(reference), np.ravel(predicted)
-    mae = float(np.mean(np.abs(predicted - reference)))
+    mae = float(np.mean(np.abs(np.ravel(predicted) - np.ravel(reference))))
     with figure.batch_update():
         colour = PALETTE[(len(figure.data) - 1) % len(PALETTE)]
-        figure.add_trace(go.Scattergl(x=reference, y=predicted, mode="markers", name=f"{name} (MAE {mae:.3f} eV/Å)",
-                                      marker={"size": 3, "opacity": 0.5, "color": colour}))
-        points = np.concatenate([np.ravel(t.x) for t in figure.data[1:]] + [np.ravel(t.y) for t in figure.data[1:]])
-        low, high = float(points.min()), float(points.max())
-        figure.data[0].x, figure.data[0].y = (low, high), (low, high)
+        figure.add_trace(parity_trace(f"{name} (MAE {mae:.3f} eV/Å)", reference, predicted, colour))
+        stretch_diagonal(figure)
 
 
 def set_learning_curves(figure: go.Figure, rows: list[dict], metric: str = "force_mae_ev_per_a") -> None:
-    """Show ``rows`` (``mlpkit.study`` result rows) as :func:`mlpkit.report.learning_curve_figure` does."""
+    """Show ``rows`` (``mlpkit.study`` result rows) as :func:`mlpkit.study.learning_curve_figure` does."""
     target = learning_curve_figure(rows, metric)
     with figure.batch_update():
         figure.update_layout(xaxis=target.layout.xaxis, yaxis=target.layout.yaxis)

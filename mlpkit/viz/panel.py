@@ -6,8 +6,10 @@ import html
 from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
+from plotly.basedatatypes import BaseFigure
 
-from mlpkit.viz.jobs import FAILED, RUNNING, Job
+from mlpkit.viz.figures import start_run
+from mlpkit.viz.jobs import FAILED, FINISHED, RUNNING, STOPPED, Job
 from mlpkit.viz.settings import quick_mode
 
 
@@ -15,14 +17,20 @@ class RunPanel:
     """Runs ``work(settings, job)`` with the values of ``controls`` (read once, at start).
 
     Run is disabled while a run is going, so a second press cannot start a second run on the same
-    figures; Stop asks the work to stop after its current step and keeps what it has done.
+    figures; Stop asks the work to stop after its current step and keeps what it has done. Each run
+    draws its own lines: the figures among ``outputs`` keep the previous run faded as "earlier"
+    (:func:`~mlpkit.viz.figures.start_run`). With ``summary(result) -> HTML``, the panel shows that
+    table of the latest run's result, replaced whenever a run ends.
     ``run()`` is what a notebook cell calls: in the background normally, to the end in quick mode
     (tests need the results before the next cell).
     """
 
     def __init__(self, work: Callable[[Mapping[str, Any], Job], Any], controls: Mapping[str, widgets.ValueWidget] | None = None,
-                 outputs=(), title: str = ""):
+                 outputs=(), title: str = "", summary: Callable[[Any], str] | None = None):
         self.work = work
+        self.figures = [output for output in outputs if isinstance(output, BaseFigure)]
+        self.summary = summary
+        self.table = widgets.HTML()
         self.controls = dict(controls or {})
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
@@ -32,7 +40,7 @@ class RunPanel:
         self.job = Job(on_change=self._refresh)
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         buttons = widgets.HBox([self.run_button, self.stop_button, self.status])
-        self.widget = widgets.VBox([*header, *self.controls.values(), buttons, *outputs])
+        self.widget = widgets.VBox([*header, *self.controls.values(), buttons, *outputs, self.table])
 
     def settings(self) -> dict[str, Any]:
         return {name: control.value for name, control in self.controls.items()}
@@ -43,6 +51,11 @@ class RunPanel:
         Does nothing while a run is going.
         """
         wait = quick_mode() if wait is None else wait
+        if self.job.running:
+            return
+        for figure in self.figures:
+            start_run(figure)
+        self.table.value = ""
         self.job.start(self.work, self.settings(), background=not wait)
 
     @property
@@ -54,6 +67,8 @@ class RunPanel:
         self.stop_button.disabled = job.state != RUNNING
         colour = "#b00020" if job.state == FAILED else "inherit"
         self.status.value = f'<span style="color:{colour}">{html.escape(job.status)}</span>'
+        if self.summary is not None and job.state in (FINISHED, STOPPED) and job.result:
+            self.table.value = self.summary(job.result)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

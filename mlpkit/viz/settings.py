@@ -34,10 +34,21 @@ class TutorialConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     md_chunks: int = 100  # MD length in chunks of MDConfig.chunk_steps (20 fs at dt = 1 fs)
     temperature_k: float = 900.0
+    vibration_ps: float = 8.0  # MD for the vibrational DOS of notebook 05, sampled every 5 fs: resolution ~ 2 / this THz
 
     def quick(self) -> TutorialConfig:
         train = dataclasses.replace(self.train, max_epochs=12, patience_epochs=12)
-        return dataclasses.replace(self, train=train, si_frames=24, si_epochs=4, ge_sizes=(5, 20), seeds=(0,), md_chunks=10)
+        return dataclasses.replace(self, train=train, si_frames=24, si_epochs=4, ge_sizes=(5, 8, 12, 20), seeds=(0,),
+                                   md_chunks=10, vibration_ps=2.0)
+
+
+def mode_line() -> str:
+    """One line for a notebook's first output: which settings are active, and how to get the other ones."""
+    if quick_mode():
+        return (f"quick mode ({QUICK_ENV}=1): small settings that finish in about a minute per notebook on a laptop; "
+                "for the full tutorial settings start JupyterLab with `bash tasks.sh lab-full`")
+    return (f"full tutorial settings: trainings and MD take minutes on a laptop CPU; for the quick ones start JupyterLab "
+            f"with `bash tasks.sh lab` ({QUICK_ENV}=1)")
 
 
 def tutorial_config() -> TutorialConfig:

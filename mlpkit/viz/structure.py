@@ -1,7 +1,9 @@
 """3D view of a structure (nglview) with atoms coloured by a per-atom number, updated live during MD.
 
-Colouring works by binning: each bin is one ball-and-stick representation with its own colour and an
-atom-index selection, so a new colouring or new positions never reload the structure.
+Colouring works by binning: each bin is one representation of balls with its own colour and an
+atom-index selection, so a new colouring or new positions never reload the structure. Atoms are drawn
+as balls without sticks: NGL computes bonds once, when the structure is loaded, and an atom wrapped
+back into the cell during MD would keep its old bonds, drawn as sticks across the whole cell.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class StructureView:
             self.low = float(values.min()) if low is None else low
             self.high = float(values.max()) if high is None else high
             self._colour(values)
+        self.view.center()  # zoom onto the cell: it fills the canvas instead of a corner of it
         # NGL sizes its canvas from the width it finds when first drawn: give it a full row (not an HBox cell)
         self.widget = widgets.VBox([self.caption, self.view])
 
@@ -72,7 +75,7 @@ class StructureView:
         self.view.clear_representations(component=0)
         self.view.add_representation("unitcell")
         for colour, atoms in colour_bins(values, self.low, self.high):
-            self.view.add_representation("ball+stick", selection=atoms, color=colour, radius=0.25)
+            self.view.add_representation("spacefill", selection=atoms, color=colour, radius=0.6)
         scale = f"{self.label}: {self.low:.3g} (purple) … {self.high:.3g} (yellow)" if self.label and self.high is not None else ""
         self.caption.value = html.escape(" · ".join(part for part in (scale, note) if part))
 

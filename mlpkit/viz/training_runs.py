@@ -1,4 +1,5 @@
-"""Training work for the panels: Ge from scratch or transferred from Si, with live curves and a Stop that works.
+"""Training work for the panels: the study's cells (:func:`mlpkit.study.train_cell`) with live curves and a
+Stop that works.
 
 Every function takes the ``job`` of its panel: the training callback draws the epoch, reports it, and
 returns ``job.stop_requested``, which makes ``train`` finish after that epoch with its best state so far.
@@ -8,18 +9,26 @@ from __future__ import annotations
 
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
-from mlpkit.training import TrainConfig, TrainResult, evaluate_members, predict_members, train
-from mlpkit.transfer import TransferConfig, fine_tune
+from mlpkit.study import Recipe, StudyData, parse_init, result_rows, train_cell
+from mlpkit.training import TrainConfig, TrainResult, evaluate_members, predict_members
+from mlpkit.transfer import TransferConfig
 from mlpkit.viz.figures import record_epoch, set_learning_curves
 from mlpkit.viz.jobs import Job
 
-TRANSFER_OPTIONS = {  # the first is the study's default "transfer", measured best (mlpkit.transfer)
-    "length scaling + refit E0 + small learning rate": TransferConfig().with_length_scaling("sw"),
-    "refit E0 + small learning rate": TransferConfig(),
-    "plain (copy all, train all)": TransferConfig.plain(),
-    "freeze embedding": TransferConfig(frozen_blocks=("embedding",)),
-    "freeze embedding + interactions": TransferConfig(frozen_blocks=("embedding", "interactions")),
+DEFAULT_TRANSFER = "length scaling + refit E0 + small learning rate"  # the study's "transfer", measured best
+TRANSFER_OPTIONS = {  # label: (protocol, whether Ge lengths are scaled by a_Si / a_Ge of the data's reference)
+    DEFAULT_TRANSFER: (TransferConfig(), True),
+    "refit E0 + small learning rate": (TransferConfig(), False),
+    "plain (copy all, train all)": (TransferConfig.plain(), False),
+    "freeze embedding": (TransferConfig(frozen_blocks=("embedding",)), False),
+    "freeze embedding + interactions": (TransferConfig(frozen_blocks=("embedding", "interactions")), False),
 }
+
+
+def recipes(data: StudyData, transfer: str = DEFAULT_TRANSFER) -> list[Recipe]:
+    """Scratch, and transfer with the protocol labelled ``transfer`` in :data:`TRANSFER_OPTIONS`."""
+    protocol, scaled = TRANSFER_OPTIONS[transfer]
+    return [parse_init("scratch"), parse_init("transfer", protocol, data.name, scaled)]
 
 
 def epoch_callback(figure, name: str, job: Job, max_epochs: int):
@@ -33,47 +42,35 @@ def epoch_callback(figure, name: str, job: Job, max_epochs: int):
     return callback
 
 
-def train_ge(init: str, frames: Dataset, validation: Dataset, config: TrainConfig, source: Checkpoint | None = None,
-             transfer: TransferConfig = TransferConfig(), callback=None) -> TrainResult:
-    """A Ge model from scratch (``init="scratch"``) or fine-tuned from ``source`` (``"transfer"``)."""
-    if init == "scratch":
-        return train(frames, validation, config, callback=callback, progress=False)
-    return fine_tune(source, frames, validation, config, transfer, callback=callback, progress=False)
-
-
-def compare_inits(data: dict, source: Checkpoint, size: int, config: TrainConfig, transfer: TransferConfig,
-                  figure, job: Job, inits=("scratch", "transfer")) -> dict[str, TrainResult]:
-    """Train each initialisation on the first ``size`` Ge frames of ``data`` (``mlpkit.study.load_study_data``).
+def compare_inits(data: StudyData, source: Checkpoint, size: int, config: TrainConfig, figure, job: Job,
+                  transfer: str = DEFAULT_TRANSFER) -> dict[str, TrainResult]:
+    """Train scratch and transfer (see :func:`recipes`) on the first ``size`` frames of the Ge pool.
 
     Stops between and within runs when asked; returns the runs that started (a stopped one keeps its best state).
     """
-    frames = data["ge_pool"].first(size)
     results = {}
-    for init in inits:
+    for recipe in recipes(data, transfer):
         if job.stop_requested:
             break
-        name = f"{init} (N={size})"
-        callback = epoch_callback(figure, name, job, config.max_epochs)
-        results[init] = train_ge(init, frames, data["ge_validation"], config, source, transfer, callback)
+        callback = epoch_callback(figure, f"{recipe.name} (N={size})", job, config.max_epochs)
+        results[recipe.name] = train_cell(data, recipe, size, config, source, callback)
     return results
 
 
-def rows_on_test_set(results: dict[str, TrainResult], size: int, seeds, test_set: Dataset) -> list[dict]:
-    """One row per (init, seed) with each member's test errors, in ``mlpkit.study``'s row format."""
+def rows_on_test_set(data: StudyData, results: dict[str, TrainResult], size: int, seeds) -> list[dict]:
+    """The study's result rows (:func:`mlpkit.study.result_rows`) of each run, on the Ge test set."""
     rows = []
     for init, result in results.items():
-        for seed, metrics in zip(seeds, evaluate_members(result.checkpoint, test_set)):
-            rows.append({"size": size, "seed": seed, "init": init, **metrics})
+        rows += result_rows(data.name, size, init, seeds, evaluate_members(result.checkpoint, data.ge_test), result.wall_s)
     return rows
 
 
-def learning_curve(data: dict, source: Checkpoint, sizes, config: TrainConfig, transfer: TransferConfig,
-                   training_figure, curve_figure, job: Job) -> list[dict]:
+def learning_curve(data: StudyData, source: Checkpoint, sizes, config: TrainConfig, training_figure, curve_figure, job: Job,
+                   transfer: str = DEFAULT_TRANSFER) -> list[dict]:
     """Scratch and transfer at every size; the learning-curve figure grows after each size."""
     rows = []
     for size in sizes:
-        results = compare_inits(data, source, size, config, transfer, training_figure, job)
-        rows += rows_on_test_set(results, size, config.seeds, data["ge_test"])
+        rows += rows_on_test_set(data, compare_inits(data, source, size, config, training_figure, job, transfer), size, config.seeds)
         set_learning_curves(curve_figure, rows)
         if job.stop_requested:
             break

@@ -120,3 +120,22 @@ def write_sw_dataset(spec: SWDataSpec, out_dir, command: str, progress: bool = T
     write_text_atomic(Path(out_dir) / spec.element / "GENERATED_BY", f"{command}\n{settings}\n")
     write_data_card(out_dir)
     return paths
+
+
+def sw_snapshots(element: str, temperatures_k, per_temperature: int, seed: int = 0, interval_fs: float = 100.0,
+                 equilibration_fs: float = 1000.0, progress: bool = True) -> Dataset:
+    """SW-labelled 64-atom snapshots of Langevin MD at each temperature (group "AIMD-NVT").
+
+    At or above the element's second-highest mlearn temperature (a liquid for SW), the crystal is
+    first melted at 6000 K, as in the shipped data.
+    """
+    liquid_k = MLEARN_TEMPERATURES_K[element][-2]
+    parts = []
+    for index, temperature in enumerate(temperatures_k):
+        snapshots = sample_configurations(
+            sw_potential(element), diamond(element), float(temperature), per_temperature, seed=seed + index,
+            interval_fs=interval_fs, equilibration_fs=equilibration_fs, progress=progress,
+            premelt_k=PREMELT_K if temperature >= liquid_k else None,
+        )
+        parts.append(label(snapshots, "AIMD-NVT"))
+    return concatenate(parts)

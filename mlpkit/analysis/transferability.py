@@ -1,7 +1,7 @@
 """Temperature transferability: a model's errors and MD stability at temperatures it was not trained on.
 
-The SW path can label data at any temperature, so the truth comes from fresh SW snapshots; on the DFT
-path, pass the mlearn test set (its AIMD frames carry their temperatures) to :func:`errors_by_temperature`.
+The reference is any data set whose frames carry their temperatures: fresh SW snapshots
+(:func:`mlpkit.reference.sw_snapshots`) on the SW path, the mlearn test set (its AIMD frames) on the DFT path.
 """
 
 from __future__ import annotations
@@ -9,35 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from mlpkit.checkpoint import Checkpoint
-from mlpkit.data.dataset import Dataset, concatenate
-from mlpkit.data.generate import MLEARN_TEMPERATURES_K, PREMELT_K, label
+from mlpkit.data.dataset import Dataset
 from mlpkit.md.replicas import run_replicas, stability_summary
 from mlpkit.md.run import MDConfig
-from mlpkit.md.sampling import sample_configurations
 from mlpkit.md.stability import StabilityLimits
-from mlpkit.potentials import sw_potential
-from mlpkit.report import errors_by_label
 from mlpkit.structures import diamond
-from mlpkit.training.evaluate import predict_members
-
-
-def sw_snapshots(element: str, temperatures_k, per_temperature: int, seed: int = 0, interval_fs: float = 100.0,
-                 equilibration_fs: float = 1000.0, progress: bool = True) -> Dataset:
-    """SW-labelled 64-atom snapshots of Langevin MD at each temperature (group "AIMD-NVT").
-
-    At or above the element's second-highest mlearn temperature (a liquid for SW), the crystal is
-    first melted at 6000 K, as in the shipped data.
-    """
-    liquid_k = MLEARN_TEMPERATURES_K[element][-2]
-    parts = []
-    for index, temperature in enumerate(temperatures_k):
-        snapshots = sample_configurations(
-            sw_potential(element), diamond(element), float(temperature), per_temperature, seed=seed + index,
-            interval_fs=interval_fs, equilibration_fs=equilibration_fs, progress=progress,
-            premelt_k=PREMELT_K if temperature >= liquid_k else None,
-        )
-        parts.append(label(snapshots, "AIMD-NVT"))
-    return concatenate(parts)
+from mlpkit.training.evaluate import errors_by_label, predict_members
 
 
 def errors_by_temperature(checkpoint: Checkpoint, dataset: Dataset) -> list[dict]:

@@ -1,0 +1,100 @@
+"""Training the study's models: the Si source, the active ranking of the Ge pool, and one cell
+(size, initialisation) as one vmapped ensemble with one member per seed; each cached by
+:mod:`mlpkit.study.cache`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import mlpkit
+from mlpkit.checkpoint import Checkpoint, checkpoint_path, load_checkpoint
+from mlpkit.errors import MlpkitError
+from mlpkit.fileio import sha256_of, write_text_atomic
+from mlpkit.selection import force_disagreement, ranked_by_disagreement
+from mlpkit.study.cache import cached_training, run_key
+from mlpkit.study.config import StudyConfig, StudyData
+from mlpkit.study.recipe import Recipe, parse_init
+from mlpkit.training import TrainConfig, TrainResult, train
+from mlpkit.transfer import fine_tune, transferred
+
+
+def recipe_of(config: StudyConfig, init: str) -> Recipe:
+    """The recipe of ``init`` with the study's transfer protocol and length scaling."""
+    return parse_init(init, config.transfer, config.data, config.rescale_lengths)
+
+
+def train_cell(data: StudyData, recipe: Recipe, size: int, config: TrainConfig, source: Checkpoint | None = None,
+               callback=None, progress: bool = False) -> TrainResult:
+    """Train one cell: ``config.seeds`` members on the first ``size`` frames (0: all) of the recipe's
+    selection, from scratch or fine-tuned from ``source``; ``callback`` as in :func:`~mlpkit.training.train`."""
+    frames = data.frames(recipe.selection, size)
+    if recipe.transfer is None:
+        return train(frames, data.ge_validation, config, callback=callback, progress=progress)
+    if source is None:
+        raise MlpkitError(f"the initialisation {recipe.name!r} transfers from a Si source model, and none was given")
+    return fine_tune(source, frames, data.ge_validation, config, recipe.transfer, callback=callback, progress=progress)
+
+
+def _payload(config: StudyConfig, checksums: dict, role: str, **fields) -> dict:
+    return {"role": role, "data": config.data, **fields, "validation_fraction": config.validation_fraction,
+            "data_seed": config.data_seed, "data_sha256": checksums, "version": mlpkit.__version__}
+
+
+def source_model(config: StudyConfig, data: StudyData, checksums: dict, out: Path, progress: bool,
+                 wait_timeout_s: float | None) -> dict:
+    """The Si source run: {"checkpoint", "sha256", ...} (see :func:`~mlpkit.study.cache.cached_training`),
+    or ``config.source``."""
+    if config.source is not None:
+        return _given_source(config)
+    payload = _payload(config, checksums, "source", train=dataclasses.asdict(config.members))
+
+    def fit():
+        return train(data.si_train, data.si_validation, config.members, progress=progress)
+
+    return cached_training(out / "runs" / run_key(payload), payload, fit, wait_timeout_s=wait_timeout_s)
+
+
+def _given_source(config: StudyConfig) -> dict:
+    path = checkpoint_path(config.source)
+    source = load_checkpoint(path)
+    if source.config != config.train.model:
+        raise MlpkitError(f"{config.source}: the source is {source.config}, the study trains {config.train.model}")
+    if source.ensemble_size < len(config.seeds):
+        warnings.warn(f"{config.source} has {source.ensemble_size} member(s) for {len(config.seeds)} seeds: transfer "
+                      f"member i starts from source member i mod {source.ensemble_size} on the same batches, so "
+                      "transferred members repeat each other (scratch members still differ)", stacklevel=3)
+    return {"checkpoint": source, "sha256": sha256_of(path)}
+
+
+def active_order(config: StudyConfig, data: StudyData, source: dict, checksums: dict, out: Path) -> list[int]:
+    """Ge pool indices, most disputed by the Si ensemble first (seen through the transfer's length scale); cached."""
+    transfer = recipe_of(config, "transfer").transfer
+    payload = {"role": "selection", "source_sha256": source["sha256"], "data": config.data, "data_sha256": checksums,
+               "data_seed": config.data_seed, "validation_fraction": config.validation_fraction,
+               "length_scale": transfer.length_scale, "version": mlpkit.__version__}
+    path = out / "runs" / run_key(payload) / "order.json"
+    if not path.exists():
+        order = ranked_by_disagreement(force_disagreement(transferred(source["checkpoint"], transfer), data.ge_pool))
+        write_text_atomic(path, json.dumps(order.tolist()))
+    return json.loads(path.read_text())
+
+
+def target_run(config: StudyConfig, data: StudyData, checksums: dict, source: dict | None, size: int, init: str, out: Path,
+               progress: bool, wait_timeout_s: float | None = None) -> tuple[dict, int, Path]:
+    """Train (or read back) one cell; returns (the run as :func:`cached_training` gives it, its frame count,
+    its checkpoint's path)."""
+    recipe = recipe_of(config, init)
+    n_frames = len(data.frames(recipe.selection, size))
+    payload = _payload(config, checksums, "target", size=n_frames, init=init, train=dataclasses.asdict(config.members))
+    if recipe.needs_source:  # an active selection ranks through the transfer's length scale, so it is part of the key
+        payload["transfer"] = dataclasses.asdict(recipe.transfer or recipe_of(config, "transfer").transfer)
+        payload["source_sha256"] = source["sha256"]
+    folder = out / "runs" / run_key(payload)
+
+    def fit():
+        return train_cell(data, recipe, size, config.members, source and source["checkpoint"], progress=progress)
+
+    return cached_training(folder, payload, fit, data.ge_test, wait_timeout_s), n_frames, folder / "model.npz"

@@ -1,0 +1,179 @@
+"""The study's figures and its self-contained HTML report: learning curves, the data-efficiency factor,
+errors by group and temperature, parity plots."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from mlpkit.fileio import write_text_atomic
+
+METRICS = {
+    "force_mae_ev_per_a": "force MAE (eV/Å)",
+    "force_rmse_ev_per_a": "force RMSE (eV/Å)",
+    "energy_mae_mev_per_atom": "energy MAE (meV/atom)",
+}
+
+
+def curve(rows: list[dict], init: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sizes, mean over seeds, standard deviation over seeds) of ``metric`` for one initialisation."""
+    sizes = np.array(sorted({row["size"] for row in rows if row["init"] == init}))
+    values = [[row[metric] for row in rows if row["init"] == init and row["size"] == size] for size in sizes]
+    return sizes, np.array([np.mean(v) for v in values]), np.array([np.std(v) for v in values])
+
+
+def efficiency_factor(rows: list[dict], size: int, metric: str = "force_mae_ev_per_a", init: str = "transfer") -> float:
+    """How many more frames scratch needs to match ``init`` at ``size``: N_scratch / size.
+
+    N_scratch comes from log–log interpolation of the scratch curve (means over seeds); NaN when the
+    scratch curve never reaches the transferred error within the sizes run (or was not run).
+    """
+    sizes, scratch, _ = curve(rows, "scratch", metric)
+    target_sizes, target, _ = curve(rows, init, metric)
+    if size not in target_sizes or not len(sizes):
+        return float("nan")
+    goal = target[list(target_sizes).index(size)]
+    order = np.argsort(scratch)  # interpolation needs increasing x: error falls as N grows
+    if not scratch.min() <= goal <= scratch.max():
+        return float("nan")
+    log_n = np.interp(np.log(goal), np.log(scratch[order]), np.log(sizes[order]))
+    return float(np.exp(log_n) / size)
+
+
+def learning_curve_figure(rows: list[dict], metric: str = "force_mae_ev_per_a") -> go.Figure:
+    """Log–log learning curves, mean ± standard deviation over seeds, one line per initialisation."""
+    figure = go.Figure()
+    for init in sorted({row["init"] for row in rows}):
+        sizes, mean, spread = curve(rows, init, metric)
+        figure.add_trace(go.Scatter(x=sizes, y=mean, error_y={"type": "data", "array": spread}, mode="lines+markers", name=init))
+    figure.update_layout(
+        xaxis={"type": "log", "title": "Ge training configurations"},
+        yaxis={"type": "log", "title": f"Ge test {METRICS.get(metric, metric)}"},
+        template="plotly_white", height=420,
+    )
+    return figure
+
+
+def _mean_and_spread(values: list[float]) -> str:
+    """"mean ± std" over seeds; a single seed has no spread to show."""
+    return f"{np.mean(values):.4g} ± {np.std(values):.2g}" if len(values) > 1 else f"{values[0]:.4g}"
+
+
+def summary_table(rows: list[dict]) -> str:
+    """HTML table: mean ± std over seeds of every metric, per (size, init) (the value alone for one seed)."""
+    header = "".join(f"<th>{html.escape(label)}</th>" for label in METRICS.values())
+    lines = [f"<table><tr><th>size</th><th>init</th>{header}</tr>"]
+    for size in sorted({row["size"] for row in rows}):
+        for init in sorted({row["init"] for row in rows}):
+            values = [row for row in rows if row["size"] == size and row["init"] == init]
+            if values:
+                cells = "".join(f"<td>{_mean_and_spread([v[m] for v in values])}</td>" for m in METRICS)
+                lines.append(f"<tr><td>{size}</td><td>{html.escape(init)}</td>{cells}</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def _label_order(labels) -> list[str]:
+    """Temperatures numerically ("300 K" before "1089 K"), other labels alphabetically."""
+    return sorted(labels, key=lambda label: (0, float(label[:-2]), "") if label.endswith(" K") else (1, 0.0, label))
+
+
+def breakdown_table(records: list[dict], kind: str, metric: str = "force_mae_ev_per_a") -> str:
+    """HTML table of ``metric`` by label of ``kind`` ("group", "temperature"): mean over seeds per (size, init)."""
+    chosen = [r for r in records if r["kind"] == kind]
+    labels = _label_order({r["label"] for r in chosen})
+    header = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    lines = [f"<table><tr><th>size</th><th>init</th>{header}</tr>"]
+    for size in sorted({r["size"] for r in chosen}):
+        for init in sorted({r["init"] for r in chosen}):
+            cells = []
+            for label in labels:
+                values = [r[metric] for r in chosen if (r["size"], r["init"], r["label"]) == (size, init, label)]
+                cells.append(f"<td>{np.mean(values):.4g}</td>" if values else "<td></td>")
+            if any(cell != "<td></td>" for cell in cells):
+                lines.append(f"<tr><td>{size}</td><td>{html.escape(init)}</td>{''.join(cells)}</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def breakdown_figure(records: list[dict], kind: str, metric: str = "force_mae_ev_per_a") -> go.Figure:
+    """``metric`` against the labels of ``kind``, one line per (init, size), mean ± std over seeds."""
+    chosen = [r for r in records if r["kind"] == kind]
+    labels = _label_order({r["label"] for r in chosen})
+    figure = go.Figure()
+    for init in sorted({r["init"] for r in chosen}):
+        for size in sorted({r["size"] for r in chosen}):
+            values = [[r[metric] for r in chosen if (r["size"], r["init"], r["label"]) == (size, init, label)] for label in labels]
+            if all(values):
+                figure.add_trace(go.Scatter(x=labels, y=[np.mean(v) for v in values], mode="lines+markers",
+                                            error_y={"type": "data", "array": [np.std(v) for v in values]}, name=f"{init}, N = {size}"))
+    figure.update_layout(xaxis={"title": kind, "type": "category"}, yaxis={"type": "log", "title": f"Ge test {METRICS.get(metric, metric)}"},
+                         template="plotly_white", height=420)
+    return figure
+
+
+def parity_trace(label: str, reference, predicted, colour: str | None = None) -> go.Scattergl:
+    """One run's predicted against reference values as a cloud of points."""
+    return go.Scattergl(x=np.ravel(reference), y=np.ravel(predicted), mode="markers", name=label,
+                        marker={"size": 3, "opacity": 0.5, "color": colour})
+
+
+def stretch_diagonal(figure: go.Figure) -> None:
+    """Make the figure's first trace, the line y = x, span every point of the others."""
+    points = np.concatenate([np.ravel(t.x) for t in figure.data[1:]] + [np.ravel(t.y) for t in figure.data[1:]] + [[]])
+    if points.size:
+        low, high = float(points.min()), float(points.max())
+        figure.data[0].x, figure.data[0].y = (low, high), (low, high)
+
+
+def parity_figure(parity: dict, quantity: str = "forces_ev_per_a") -> go.Figure:
+    """Predicted against reference ``quantity`` ("forces_ev_per_a" components or "energy_ev_per_atom"): the
+    line y = x first, then one trace per run from ``{run label: {quantity: (reference, predicted)}}``."""
+    name, unit = ("force component", "eV/Å") if quantity == "forces_ev_per_a" else ("energy", "eV/atom")
+    figure = go.Figure(go.Scatter(x=[], y=[], mode="lines", line={"color": "black", "dash": "dot"}, name="y = x"))
+    for label, series in parity.items():
+        figure.add_trace(parity_trace(label, *series[quantity]))
+    stretch_diagonal(figure)
+    figure.update_layout(xaxis={"title": f"reference {name} ({unit})"}, yaxis={"title": f"predicted {name} ({unit})"},
+                         template="plotly_white", height=480)
+    return figure
+
+
+def write_report(rows: list[dict], path, title: str = "Si → Ge transfer: learning curves",
+                 breakdown: list[dict] = (), parity: dict | None = None) -> Path:
+    """A self-contained HTML page (plotly.js inlined, no network needed): curves, factors, tables; with
+    ``breakdown`` (records of the study's ``test_breakdown``) errors by group and temperature, with
+    ``parity`` predicted-against-reference plots."""
+    figures = [learning_curve_figure(rows, metric) for metric in METRICS]
+    figures += [breakdown_figure(breakdown, "temperature")] if breakdown else []
+    figures += [parity_figure(parity, quantity) for quantity in ("forces_ev_per_a", "energy_ev_per_atom")] if parity else []
+    plots = [figures[0].to_html(full_html=False, include_plotlyjs=True)]
+    plots += [figure.to_html(full_html=False, include_plotlyjs=False) for figure in figures[1:]]
+    factors = "".join(
+        f"<li>{html.escape(init)}, N = {size}: {efficiency_factor(rows, size, init=init):.2f}</li>"
+        for init in sorted({row["init"] for row in rows} - {"scratch"})
+        for size in sorted({row["size"] for row in rows if row["init"] == init})
+    )
+    body = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:auto}}td,th{{padding:2px 8px;text-align:right}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<p>{len(rows)} runs. Errors on the Ge test set; mean ± standard deviation over seeds.</p>
+{''.join(plots[:len(METRICS)])}
+<h2>Data-efficiency factor</h2><p>Frames scratch needs to match transfer, divided by N (log–log interpolation;
+nan: not reached within the sizes run).</p><ul>{factors}</ul>
+<h2>All numbers</h2>{summary_table(rows)}
+{_breakdown_section(breakdown, plots[len(METRICS):])}</body></html>"""
+    write_text_atomic(path, body)
+    return Path(path)
+
+
+def _breakdown_section(breakdown: list[dict], plots: list[str]) -> str:
+    if not breakdown:
+        return ""
+    temperature_plot, parity_plots = (plots[0], plots[1:]) if plots else ("", [])
+    return f"""<h2>Force MAE (eV/Å) by group</h2>{breakdown_table(breakdown, "group")}
+<h2>Force MAE (eV/Å) by temperature</h2><p>Test frames with a known temperature (AIMD and vacancy
+snapshots); mean over seeds.</p>{temperature_plot}{breakdown_table(breakdown, "temperature")}
+<h2>Energy MAE (meV/atom) by group</h2>{breakdown_table(breakdown, "group", "energy_mae_mev_per_atom")}
+<h2>Parity on the Ge test set</h2><p>First seed of the smallest and largest training sets.</p>{''.join(parity_plots)}"""

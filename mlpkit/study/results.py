@@ -1,0 +1,76 @@
+"""The study's results: one row schema, the files ``results.csv`` / ``results.json``, and the Ge test
+errors of every stored run by group and temperature."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import mlpkit
+from mlpkit.checkpoint import load_checkpoint
+from mlpkit.data.dataset import Dataset
+from mlpkit.fileio import write_text_atomic
+from mlpkit.training import predict_members
+from mlpkit.training.evaluate import errors_by_label
+
+RESULT_COLUMNS = (
+    "data", "size", "seed", "init", "energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "force_mae_ev_per_a",
+    "force_rmse_ev_per_a", "stress_mae_gpa", "train_frames", "wall_s", "checkpoint",
+)
+
+
+def result_rows(data: str, size: int, init: str, seeds, tested: list[dict], wall_s: float, checkpoint="") -> list[dict]:
+    """One row per seed of a cell, with ``RESULT_COLUMNS``: ``tested`` holds each member's test errors
+    (:func:`~mlpkit.training.evaluate_members`), ``checkpoint`` the run's stored model ("" if none)."""
+    rows = []
+    for seed, metrics in zip(seeds, tested):
+        row = {"data": data, "size": size, "seed": seed, "init": init, **metrics, "train_frames": size, "wall_s": wall_s,
+               "checkpoint": str(checkpoint)}
+        rows.append({column: row[column] for column in RESULT_COLUMNS})
+    return rows
+
+
+def breakdown_on_test_set(seeds, test: Dataset, out: Path, rows: list[dict]) -> tuple[list[dict], dict]:
+    """Test errors of every stored run by group and by temperature, and parity data of chosen runs.
+
+    Reads the cached checkpoints (nothing is retrained). Returns (records, parity): one record per
+    (run, seed, kind, label) with "kind" "group" or "temperature", and for the smallest and largest size
+    of each initialisation the first seed's (reference, predicted) force components and energies per atom.
+    """
+    labels = {"group": test.group.astype(str),
+              "temperature": np.array([f"{t:g} K" if np.isfinite(t) else "" for t in test.temperature_k])}
+    sizes = sorted({row["size"] for row in rows})
+    records, parity = [], {}
+    for path in dict.fromkeys(row["checkpoint"] for row in rows):
+        first = next(row for row in rows if row["checkpoint"] == path)
+        energies, forces = predict_members(load_checkpoint(out / path), test)
+        for seed, member_energy, member_forces in zip(seeds, energies, forces):
+            for kind, label_of_frame in labels.items():
+                for label, errors in errors_by_label(test, member_energy, member_forces, label_of_frame).items():
+                    records.append({"size": first["size"], "init": first["init"], "seed": seed, "kind": kind, "label": label, **errors})
+        if first["size"] in (sizes[0], sizes[-1]):
+            parity[f"{first['init']}, N = {first['size']}"] = {
+                "forces_ev_per_a": (test.forces_ev_per_a.ravel(), forces[0].ravel()),
+                "energy_ev_per_atom": (test.energy_ev / test.n_atoms, energies[0] / test.n_atoms),
+            }
+    return records, parity
+
+
+def write_results(out: Path, config, rows: list[dict], breakdown: list[dict] = ()) -> None:
+    """``results.csv`` (one row per run) and ``results.json`` (rows, the study's configuration, versions,
+    test errors by group and temperature), atomically."""
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "results.csv", stream.getvalue())
+    versions = {"mlpkit": mlpkit.__version__, "jax": jax.__version__, "numpy": np.__version__}
+    finite_rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in rows]
+    document = {"config": dataclasses.asdict(config), "versions": versions, "rows": finite_rows, "breakdown": list(breakdown)}
+    write_text_atomic(out / "results.json", json.dumps(document, indent=1, default=str))

@@ -1,0 +1,85 @@
+"""Scheduling the sweep: cells (size, initialisation) shared out over processes and devices.
+
+Cells are independent, so they are shared out: over processes by ``jax.process_index()`` (each takes
+every P-th cell; all read the others' results from the shared ``out/runs`` folder) and, within a
+process, round-robin over ``jax.local_devices()``, one thread per device. The numbers do not depend on
+how the cells were shared.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jax
+from tqdm.auto import tqdm
+
+from mlpkit.study.cells import active_order, recipe_of, source_model, target_run
+from mlpkit.study.config import StudyConfig, data_checksums, load_study_data
+from mlpkit.study.report import write_report
+from mlpkit.study.results import breakdown_on_test_set, result_rows, write_results
+
+
+def shard(cells: list, index: int, count: int) -> list:
+    """The cells process ``index`` of ``count`` runs: every count-th, starting at its index."""
+    return cells[index::count]
+
+
+def _submit_on_devices(cells: list, run_cell, devices: list, executors: list) -> dict:
+    """{cell: future of run_cell(cell)}, the cells dealt round-robin to ``devices``, one worker thread each."""
+    def on(device):
+        def run(cell):
+            with jax.default_device(device):
+                return run_cell(cell)
+        return run
+
+    return {cell: executors[k % len(devices)].submit(on(devices[k % len(devices)]), cell) for k, cell in enumerate(cells)}
+
+
+def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devices=None, process=None,
+              wait_timeout_s: float = 600.0) -> list[dict]:
+    """Run (or resume) the whole sweep; writes ``out/results.csv``, ``results.json`` and ``report.html``.
+
+    ``on_row(row)`` is called as each row becomes available (live plots). ``devices`` (default
+    ``jax.local_devices()``) run this process's cells round-robin; ``process`` = (index, count) (default
+    ``jax.process_index()``, ``jax.process_count()``) picks its share. Process 0 trains the source model
+    and writes the files; the other processes wait for the runs they need in ``out/runs``, and give up with
+    an error after ``wait_timeout_s`` in which no process held the run's folder.
+    """
+    out = Path(out)
+    devices = jax.local_devices() if devices is None else list(devices)
+    index, count = (jax.process_index(), jax.process_count()) if process is None else process
+    data, checksums = load_study_data(config), data_checksums(config)
+    recipes = [recipe_of(config, init) for init in config.inits]
+    source_wait = wait_timeout_s if index != 0 else None
+    source = source_model(config, data, checksums, out, progress, source_wait) if any(r.needs_source for r in recipes) else None
+    if any(recipe.selection == "active" for recipe in recipes):
+        data = data.with_ranking("active", active_order(config, data, source, checksums, out))
+    cells = [(size, init) for size in config.sizes for init in config.inits]
+    inner_progress = progress and len(devices) == 1
+
+    def run_cell(cell, wait_s=None):
+        return target_run(config, data, checksums, source, *cell, out, inner_progress, wait_s)
+
+    executors = [ThreadPoolExecutor(1) for _ in devices]
+    try:
+        futures = _submit_on_devices(shard(cells, index, count), run_cell, devices, executors)
+        rows = []
+        for size, init in tqdm(cells, desc="study", unit="run", disable=not progress):
+            mine = futures.get((size, init))
+            run, n_frames, path = mine.result() if mine else run_cell((size, init), wait_timeout_s)
+            for row in result_rows(config.data, n_frames, init, config.seeds, run["test"], run["wall_s"], path.relative_to(out)):
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+            if index == 0:
+                write_results(out, config, rows)
+    finally:
+        for executor in executors:
+            executor.shutdown(cancel_futures=True)
+    if index == 0:
+        breakdown, parity = breakdown_on_test_set(config.seeds, data.ge_test, out, rows)
+        write_results(out, config, rows, breakdown)
+        write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
+                     breakdown=breakdown, parity=parity)
+    return rows
