@@ -1,5 +1,5 @@
-"""Chunked MD driver: jit-compiled ``lax.scan`` chunks; neighbour lists rebuilt between chunks, or inside them
-on the device in large periodic cells.
+"""Chunked MD driver: jit-compiled ``lax.scan`` chunks (:mod:`mlpkit.md.chunk`); neighbour lists rebuilt between
+chunks, or inside them on the device in large periodic cells.
 
 One driver runs R replicas of a structure (seeds × temperatures) as one ``vmap``-ed program; a single
 run is the case R = 1 (squeezed, not vmapped: XLA on CPU runs size-1 batches of gathers slowly).
@@ -12,21 +12,16 @@ import functools
 from typing import Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from ase import Atoms, units
 from tqdm.auto import tqdm
 
 from mlpkit.errors import MlpkitError
-from mlpkit.md.integrators import (
-    MDState, kinetic_energy_ev, langevin_baoab, nose_hoover_chain, nose_hoover_energy_ev, temperature_k, velocity_verlet,
-)
+from mlpkit.md.chunk import ChunkOutput, ListState, Outcome, chunk_outcome, chunk_runner, outran_half_skin
+from mlpkit.md.integrators import MDState, kinetic_energy_ev, temperature_k
 from mlpkit.md.stability import Failure, StabilityLimits, first_failure
-from mlpkit.members import over_members
-from mlpkit.neighbors import (
-    ROW_PADDING, CellGrid, Neighbors, build_neighbors, cell_grid, device_neighbors, edge_vectors, padded_width, safe_norm,
-)
-from mlpkit.potentials import Potential, compiled_evaluator, energy_forces_stress
+from mlpkit.neighbors import ROW_PADDING, CellGrid, Neighbors, build_neighbors, cell_grid, device_neighbors, padded_width
+from mlpkit.potentials import Potential, compiled_evaluator
 
 THERMOSTATS = ("langevin", "nose-hoover")
 # only non-finite energies and runaway atoms stop a run without a monitor
@@ -112,76 +107,6 @@ def maxwell_boltzmann_momenta(masses_amu, temperature_k: float, rng: np.random.G
     return momenta - masses_amu[:, None] * velocity_com
 
 
-def _step_fn(config: MDConfig, force_fn, masses_amu, temperature_k, degrees_of_freedom: int):
-    if config.temperature_k is None:
-        return velocity_verlet(force_fn, masses_amu, config.dt_fs)
-    if config.thermostat == "langevin":
-        return langevin_baoab(force_fn, masses_amu, config.dt_fs, temperature_k, config.friction_per_fs)
-    return nose_hoover_chain(force_fn, masses_amu, config.dt_fs, temperature_k, config.thermostat_time_fs, degrees_of_freedom)
-
-
-def _min_distance_a(positions_a, cell_a, neighbors: Neighbors):
-    distances = safe_norm(edge_vectors(positions_a, cell_a, neighbors), neighbors.mask, fill=jnp.inf)
-    return jnp.min(distances)
-
-
-@functools.lru_cache(maxsize=16)  # bounded: each entry holds a compiled program and its potential's parameters
-def _chunk_fn(potential: Potential, config: MDConfig, degrees_of_freedom: int, grid: CellGrid | None):
-    """One compiled chunk of ``config.chunk_steps`` steps for R replicas (the temperature is an argument).
-
-    With a ``grid``, the chunk rebuilds its neighbour list on the device (:func:`device_neighbors`)
-    before any step that could take an atom past half the skin, and returns the list in use at its end
-    with the largest row and bin counts met; without one the list is fixed for the chunk.
-    """
-    evaluate = energy_forces_stress(potential.energy_fn)
-
-    def chunk(state: MDState, masses_amu, cell_a, species, neighbors: Neighbors, reference_a, temperature_k, skin_a):
-        def body(carry, _):
-            state, neighbors, reference_a, needed = carry
-            if grid is not None:  # the next step moves no atom further than twice its present speed allows
-                speed = jnp.max(jnp.linalg.norm(state.momenta, axis=-1) / masses_amu)  # Å per ASE time unit
-                reach_a = jnp.max(jnp.linalg.norm(state.positions_a - reference_a, axis=-1)) + 2 * config.dt_fs * units.fs * speed
-                neighbors, reference_a, needed = jax.lax.cond(
-                    reach_a > 0.5 * skin_a, _rebuilt(cell_a, potential.cutoff_a + skin_a, grid),
-                    lambda positions_a, *kept: kept, state.positions_a, neighbors, reference_a, needed)
-            step = _step_fn(config, lambda positions_a: evaluate(positions_a, cell_a, species, neighbors),
-                            masses_amu, temperature_k, degrees_of_freedom)
-            state = step(state)
-            kinetic = kinetic_energy_ev(state.momenta, masses_amu)
-            conserved = state.energy_ev + kinetic
-            if config.temperature_k is not None and config.thermostat == "nose-hoover":
-                conserved = nose_hoover_energy_ev(state, masses_amu, temperature_k, config.thermostat_time_fs, degrees_of_freedom)
-            traces = {
-                "potential_energy_ev": state.energy_ev,
-                "kinetic_energy_ev": kinetic,
-                "conserved_energy_ev": conserved,
-                "min_distance_a": _min_distance_a(state.positions_a, cell_a, neighbors),
-                "moved_a": jnp.max(jnp.linalg.norm(state.positions_a - reference_a, axis=-1)),
-            }
-            return (state, neighbors, reference_a, needed), traces
-
-        needed = jnp.zeros(2, jnp.int32)
-        (state, neighbors, reference_a, needed), traces = jax.lax.scan(
-            body, (state, neighbors, reference_a, needed), None, length=config.chunk_steps)
-        spread = jnp.zeros((), state.positions_a.dtype)
-        if potential.member_forces_fn is not None:
-            members = potential.member_forces_fn(state.positions_a, cell_a, species, neighbors)  # [K, N, 3]
-            spread = jnp.max(jnp.linalg.norm(jnp.std(members, axis=0), axis=-1))
-        return state, traces, spread, neighbors, reference_a, needed
-
-    return jax.jit(over_members(chunk, (0, None, None, None, 0, 0, 0, None)))
-
-
-def _rebuilt(cell_a, list_cutoff_a, grid: CellGrid):
-    """The branch of the chunk's ``lax.cond`` that rebuilds the list at the present positions."""
-
-    def rebuild(positions_a, neighbors: Neighbors, reference_a, needed):
-        fresh, counts = device_neighbors(positions_a, cell_a, list_cutoff_a, grid, neighbors.capacity)
-        return fresh, positions_a, jnp.maximum(needed, counts)
-
-    return rebuild
-
-
 def initial_state(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start_k: float) -> MDState:
     """The state at step 0: ``atoms``' momenta if it has any, else Maxwell–Boltzmann at ``start_k``."""
     dtype = np.float64 if config.float64 else np.float32
@@ -217,6 +142,127 @@ def _pressure_gpa(state: MDState, kinetic_ev, cell_a, pbc) -> np.ndarray:
     return (2 * kinetic_ev / 3 / volume_a3 - trace / 3) / units.GPa
 
 
+def _list_builder(cutoff_a: float, cell_a, pbc, float64: bool):
+    """``build(reference_a, skin_a, capacity, per_bin) -> ListState``: lists of ``cutoff_a + skin_a`` at
+    ``reference_a`` [R, N, 3], from a device cell list where the cell allows one, else from the k-d tree;
+    ``capacity`` and ``per_bin`` are floors, raised to whatever the positions need."""
+
+    def build(reference_a, skin_a: float, capacity: int, per_bin: int) -> ListState:
+        list_cutoff_a = cutoff_a + skin_a
+        grid = cell_grid(cell_a, pbc, list_cutoff_a, reference_a)
+        if grid is None:
+            neighbors, capacity = _host_lists(reference_a, cell_a, pbc, list_cutoff_a, capacity)
+            return ListState(skin_a, capacity, per_bin, reference_a, None, neighbors)
+        grid = dataclasses.replace(grid, per_bin=max(grid.per_bin, per_bin))
+        with jax.enable_x64(float64):
+            grid, neighbors, capacity = _fitted_device_lists(reference_a, cell_a, list_cutoff_a, grid, max(capacity, ROW_PADDING))
+        return ListState(skin_a, capacity, per_bin, reference_a, grid, neighbors)
+
+    return build
+
+
+def _host_lists(reference_a, cell_a, pbc, list_cutoff_a: float, capacity: int) -> tuple[Neighbors, int]:
+    """k-d tree lists at each replica's ``reference_a``, copied to the device once per build (not with every
+    chunk), in one row width: the widest any replica needs, at least ``capacity``."""
+    built = [build_neighbors(r, cell_a, pbc, list_cutoff_a, capacity=capacity) for r in reference_a]
+    width = max(neighbors.capacity for neighbors in built)
+    even = [neighbors if neighbors.capacity == width else build_neighbors(r, cell_a, pbc, list_cutoff_a, capacity=width)
+            for r, neighbors in zip(reference_a, built)]
+    return jax.device_put(_stack(even)), width
+
+
+def _fitted_device_lists(reference_a, cell_a, list_cutoff_a: float, grid: CellGrid, width: int) -> tuple[CellGrid, Neighbors, int]:
+    """Device lists at ``reference_a`` [R, N, 3], built again with wider rows and deeper bins until they fit."""
+    while True:
+        neighbors, needed = _device_lists(reference_a, cell_a, list_cutoff_a, grid, width)
+        rows, fullest = np.asarray(needed).max(axis=0)
+        if rows <= width and fullest <= grid.per_bin:
+            return grid, neighbors, width
+        width, grid = max(width, padded_width(int(rows))), dataclasses.replace(grid, per_bin=max(grid.per_bin, int(fullest)))
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _device_lists(reference_a, cell_a, cutoff_a, grid: CellGrid, capacity: int):
+    """:func:`device_neighbors` for each replica's ``reference_a`` [R, N, 3]."""
+    return jax.vmap(lambda positions_a: device_neighbors(positions_a, cell_a, cutoff_a, grid, capacity))(reference_a)
+
+
+def _rebuilt_lists(build, lists: ListState, positions_a, skin_a: float) -> ListState:
+    """``lists`` built afresh at ``positions_a`` [R, N, 3] with ``skin_a``, keeping their room."""
+    return build(np.asarray(positions_a), skin_a, lists.capacity, lists.per_bin)
+
+
+def _widened_lists(build, lists: ListState, needed) -> ListState:
+    """``lists`` built again at their reference with room for the ``needed`` [R, 2] row and bin counts that
+    overflowed a rebuild inside a chunk; two atoms spare per bin."""
+    rows, fullest = needed.max(axis=0)
+    capacity, per_bin = max(lists.capacity, padded_width(int(rows))), max(lists.per_bin, int(fullest) + 2)
+    return build(lists.reference_a, lists.skin_a, capacity, per_bin)
+
+
+def _settled_chunk(run, build, state: MDState, lists: ListState, active, cutoff_a: float):
+    """The chunk from ``state``, run again with adjusted lists until its results stand: wider ones after an
+    overflow; after an outrun ones built at ``state``, with a skin 1.5 times wider if even those were outrun.
+
+    Returns the chunk's output, the lists it ran with, and the replicas [R] that outran a fresh list whose
+    skin cannot widen without passing the cutoff (atoms cross a bond length within one chunk); the other
+    replicas' results stand.
+    """
+    fresh = np.array_equal(lists.reference_a, state.positions_a)  # lists built from this chunk's start
+    while True:
+        output = run(state, lists)
+        outcome = chunk_outcome(output, lists, active)
+        if outcome is Outcome.DONE:
+            return output, lists, np.zeros_like(active)
+        if outcome is Outcome.OVERFLOWED:
+            lists = _widened_lists(build, lists, output.needed)
+        elif fresh and lists.skin_a * 1.5 > cutoff_a:  # atoms cross a bond length within one chunk
+            # (skin·1.5)/1.5 can be a last bit off the skin: kept, so that earlier runs' numbers hold
+            unwidened = dataclasses.replace(lists, skin_a=lists.skin_a * 1.5 / 1.5)
+            return output, unwidened, outran_half_skin(output, lists, active)
+        else:
+            skin_a = lists.skin_a * 1.5 if fresh else lists.skin_a  # widened where even lists from the start were outrun
+            lists, fresh = _rebuilt_lists(build, lists, state.positions_a, skin_a), True
+
+
+def _next_lists(build, lists: ListState, output: ChunkOutput, kept, state: MDState) -> ListState:
+    """The lists for the next chunk: those the chunk ended with if it rebuilt them itself and every replica
+    was ``kept`` [R]; else built at ``state`` once a kept replica moved past a quarter of the skin (rebuilt
+    early rather than the next chunk recomputed); else ``lists``."""
+    if output.rebuilt_inside and kept.all():
+        return dataclasses.replace(lists, reference_a=output.end_reference_a, neighbors=output.end_neighbors)
+    if (kept & (output.traces["moved_a"].max(axis=1) > 0.25 * lists.skin_a)).any():
+        return _rebuilt_lists(build, lists, state.positions_a, lists.skin_a)
+    return lists
+
+
+def _stability_judge(limits: StabilityLimits, config: MDConfig, n_atoms: int, n_dof: int, temperatures_k):
+    """``judge(failures, active, outran, output, start_state, step) -> failures``: the replicas' failures
+    [R] after a chunk from ``step``; those that ``outran`` any skin fail, the other ``active`` ones face
+    the monitor."""
+
+    def judge(failures, active, outran, output: ChunkOutput, start_state: MDState, step: int) -> list[Failure | None]:
+        failures = list(failures)
+        for r in np.flatnonzero(outran):
+            moved = output.traces["moved_a"][r].max()
+            steps = f"step {step + 1}" if config.chunk_steps == 1 else f"steps {step + 1}–{step + config.chunk_steps}"
+            failures[r] = Failure(step + 1, (step + 1) * config.dt_fs, f"an atom moved {moved:.2f} Å in {steps}")
+        for r in np.flatnonzero(active & ~outran):
+            replica = {key: value[r] for key, value in output.traces.items()}
+            replica["temperature_k"] = np.asarray(temperature_k(replica["kinetic_energy_ev"], n_dof))
+            failures[r] = first_failure(replica, limits, step + 1, config.dt_fs, n_atoms, float(temperatures_k[r]),
+                                        float(start_state.energy_ev[r]), float(output.spread_ev_per_a[r]))
+        return failures
+
+    return judge
+
+
+def _frames(step: int, state: MDState, output: ChunkOutput, lists: ListState, kept, n_dof: int, cell_a, pbc) -> list[MDFrame | None]:
+    """The frame of each ``kept`` replica after a chunk, None for the others."""
+    pressure = _pressure_gpa(state, output.traces["kinetic_energy_ev"][:, -1], cell_a, pbc)
+    return [_frame(step, r, state, output, lists, n_dof, float(pressure[r])) if kept[r] else None for r in range(len(kept))]
+
+
 def simulate(
     potential: Potential,
     atoms: Atoms,
@@ -241,125 +287,49 @@ def simulate(
     potential.check_species(atoms.numbers)
     dtype = np.float64 if config.float64 else np.float32
     masses, cell, species = np.asarray(atoms.get_masses(), dtype), np.asarray(atoms.cell.array, dtype), np.asarray(atoms.numbers)
-    n_dof = config.degrees_of_freedom(len(atoms))
-    dynamics = dataclasses.replace(config, temperature_k=None if config.temperature_k is None else 1.0)
-    temperatures = np.asarray(temperatures_k, dtype)
+    n_dof, temperatures = config.degrees_of_freedom(len(atoms)), np.asarray(temperatures_k, dtype)
+    build = _list_builder(potential.cutoff_a, cell, atoms.pbc, config.float64)
+    run = chunk_runner(potential, config, masses, cell, species, temperatures, n_dof, single=len(resume) == 1)
+    judge = _stability_judge(limits, config, len(atoms), n_dof, temperatures)
     state = _stack([point.state for point in resume])
     reference = np.stack([point.reference_a for point in resume]).astype(dtype)
-    skin_a = max(point.skin_a for point in resume)
-    capacity = max(point.capacity for point in resume)
-    per_bin = 0  # raised when a chunk's rebuild overfills a bin
-    step = resume[0].step
-    failures: list[Failure | None] = [None] * len(resume)
-
-    def lists(reference_a) -> tuple[CellGrid | None, Neighbors]:
-        """Lists at the replicas' ``reference_a`` [R, N, 3] on the device (copied once per build, not with
-        every chunk), and the cell list that built them (None: the k-d tree did). Widens ``capacity``."""
-        nonlocal capacity
-        cutoff_a = potential.cutoff_a + skin_a
-        grid = cell_grid(cell, atoms.pbc, cutoff_a, reference_a)
-        if grid is None:
-            built = [build_neighbors(r, cell, atoms.pbc, cutoff_a, capacity=capacity) for r in reference_a]
-            capacity = max(n.capacity for n in built)
-            return None, jax.device_put(_stack([build_neighbors(r, cell, atoms.pbc, cutoff_a, capacity=capacity)
-                                                if n.capacity != capacity else n for r, n in zip(reference_a, built)]))
-        grid, width = dataclasses.replace(grid, per_bin=max(grid.per_bin, per_bin)), max(capacity, ROW_PADDING)
-        while True:
-            with jax.enable_x64(config.float64):
-                neighbors, needed = _device_lists(reference_a, cell, cutoff_a, grid, width)
-            rows, fullest = np.asarray(needed).max(axis=0)
-            if rows <= width and fullest <= grid.per_bin:
-                capacity = width
-                return grid, neighbors
-            width, grid = max(width, padded_width(int(rows))), dataclasses.replace(grid, per_bin=max(grid.per_bin, int(fullest)))
-
-    grid, neighbors = lists(reference)
+    lists = build(reference, max(point.skin_a for point in resume), max(point.capacity for point in resume), 0)
+    step, failures = resume[0].step, [None] * len(resume)
     bar = tqdm(total=n_chunks * config.chunk_steps, unit="step", disable=not progress, desc="MD")
     for _ in range(n_chunks):
         active = np.array([failure is None for failure in failures])
         if not active.any():
             break
-        fresh = np.array_equal(reference, state.positions_a)  # lists built from this chunk's start
-        while True:
-            chunk_grid = grid if len(resume) == 1 else None  # vmapped replicas would rebuild at every step
-            chunk = _chunk_fn(potential, dynamics, n_dof, chunk_grid)
-            with jax.enable_x64(config.float64):  # switched on only around the computation, never across a yield
-                new_state, traces, spread, end_neighbors, end_reference, needed = chunk(
-                    state, masses, cell, species, neighbors, reference, temperatures, skin_a)
-                new_state, traces, spread, end_reference, needed = jax.device_get(
-                    (new_state, traces, spread, end_reference, needed))
-            rows, fullest = needed.max(axis=0)
-            if chunk_grid and (rows > capacity or fullest > chunk_grid.per_bin):  # a rebuild in the chunk overflowed
-                capacity, per_bin = max(capacity, padded_width(int(rows))), max(per_bin, int(fullest) + 2)
-                grid, neighbors = lists(reference)
-                continue
-            outrun = active & (traces["moved_a"].max(axis=1) > 0.5 * skin_a)
-            if not outrun.any():
-                break
-            if fresh:  # even a fresh list was outrun: widen the skin
-                skin_a *= 1.5
-                if skin_a > potential.cutoff_a:  # atoms cross a bond length within one chunk
-                    for r in np.flatnonzero(outrun):
-                        moved = traces["moved_a"][r].max()
-                        failures[r] = Failure(step + 1, (step + 1) * config.dt_fs,
-                                              f"an atom moved {moved:.2f} Å within {config.chunk_steps} steps")
-                    active &= ~outrun
-                    skin_a /= 1.5
-                    break
-            reference, fresh = np.asarray(state.positions_a), True
-            grid, neighbors = lists(reference)
-        n_atoms = len(atoms)
-        for r in np.flatnonzero(active):
-            replica = {key: value[r] for key, value in traces.items()}
-            replica["temperature_k"] = np.asarray(temperature_k(replica["kinetic_energy_ev"], n_dof))
-            reference_k = temperatures[r]
-            failures[r] = first_failure(replica, limits, step + 1, config.dt_fs, n_atoms, float(reference_k),
-                                        float(state.energy_ev[r]), float(spread[r]))
-        good = active & np.array([failure is None for failure in failures])
-        state = _select(good, new_state, state)
-        step += config.chunk_steps
+        output, lists, outran = _settled_chunk(run, build, state, lists, active, potential.cutoff_a)
+        failures = judge(failures, active, outran, output, state, step)
+        kept = active & np.array([failure is None for failure in failures])
+        state, step = _select(kept, output.state, state), step + config.chunk_steps
         bar.update(config.chunk_steps)
-        if chunk_grid and good.all():
-            neighbors, reference = end_neighbors, end_reference
-        elif (good & (traces["moved_a"].max(axis=1) > 0.25 * skin_a)).any():  # rebuild early rather than recompute
-            reference = np.asarray(state.positions_a)
-            grid, neighbors = lists(reference)
-        kinetic = traces["kinetic_energy_ev"]
-        pressure = _pressure_gpa(state, kinetic[:, -1], cell, atoms.pbc)
-        frames = [
-            _frame(step, jax.tree_util.tree_map(lambda leaf: leaf[r], state), {k: v[r] for k, v in traces.items()},
-                   n_dof, float(pressure[r]), float(spread[r]),
-                   ResumePoint(step, jax.tree_util.tree_map(lambda leaf: leaf[r], state), reference[r], skin_a, capacity))
-            if good[r] else None
-            for r in range(len(resume))
-        ]
-        yield frames, list(failures)
+        lists = _next_lists(build, lists, output, kept, state)
+        yield _frames(step, state, output, lists, kept, n_dof, cell, atoms.pbc), list(failures)
     bar.close()
 
 
-def _frame(step: int, state: MDState, traces: dict, n_dof: int, pressure_gpa: float, spread: float, resume: ResumePoint) -> MDFrame:
+def _frame(step: int, r: int, state: MDState, output: ChunkOutput, lists: ListState, n_dof: int, pressure_gpa: float) -> MDFrame:
+    """Replica ``r``'s frame, with its resume point."""
     as64 = functools.partial(np.asarray, dtype=np.float64)
+    replica = jax.tree_util.tree_map(lambda leaf: leaf[r], state)
+    traces = {key: value[r] for key, value in output.traces.items()}
     return MDFrame(
         step=step,
-        positions_a=as64(state.positions_a),
-        momenta=as64(state.momenta),
-        forces_ev_per_a=as64(state.forces_ev_per_a),
-        stress_ev_per_a3=as64(state.stress_ev_per_a3),
+        positions_a=as64(replica.positions_a),
+        momenta=as64(replica.momenta),
+        forces_ev_per_a=as64(replica.forces_ev_per_a),
+        stress_ev_per_a3=as64(replica.stress_ev_per_a3),
         potential_energy_ev=as64(traces["potential_energy_ev"]),
         kinetic_energy_ev=as64(traces["kinetic_energy_ev"]),
         temperature_k=as64(temperature_k(traces["kinetic_energy_ev"], n_dof)),
         conserved_energy_ev=as64(traces["conserved_energy_ev"]),
         min_distance_a=as64(traces["min_distance_a"]),
         pressure_gpa=pressure_gpa,
-        ensemble_spread_ev_per_a=spread,
-        resume=resume,
+        ensemble_spread_ev_per_a=float(output.spread_ev_per_a[r]),
+        resume=ResumePoint(step, replica, lists.reference_a[r], lists.skin_a, lists.capacity),
     )
-
-
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _device_lists(reference_a, cell_a, cutoff_a, grid: CellGrid, capacity: int):
-    """:func:`device_neighbors` for each replica's ``reference_a`` [R, N, 3]."""
-    return jax.vmap(lambda positions_a: device_neighbors(positions_a, cell_a, cutoff_a, grid, capacity))(reference_a)
 
 
 def start(potential: Potential, atoms: Atoms, config: MDConfig, seed: int, start_k: float) -> ResumePoint:
