@@ -22,7 +22,7 @@ from pathlib import Path
 from mlpkit.data import load_dataset, sw_data_path, train_val_split
 from mlpkit.fileio import write_text_atomic
 from mlpkit.models import ModelConfig
-from mlpkit.training import LossWeights, TrainConfig, evaluate, train
+from mlpkit.training import TrainConfig, evaluate, train
 from mlpkit.training.evaluate import history_csv
 from sw_energy_forces import cpu_name
 

@@ -108,6 +108,9 @@ def _train(args) -> None:
         **{k: v for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size,
                              "learning_rate": args.learning_rate}.items() if v is not None},
     )
+    if args.late_energy_weight is not None:
+        late = dataclasses.replace(config.weights, energy=args.late_energy_weight)
+        config = dataclasses.replace(config, late_weights=late, late_fraction=args.late_fraction)
     outliers = outlier_report(dataset, config.model.cutoff_a)
     if outliers and not args.allow_outliers:
         raise DataError(f"{describe(outliers)}; fix or remove them, or pass --allow-outliers", path=args.data)
@@ -331,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--layers", type=int, help="message-passing layers (default 3; 2 with --quick)")
     fit.add_argument("--radial-basis", type=int, help="radial basis functions (default 8)")
     fit.add_argument("--float64", action="store_true")
+    fit.add_argument("--late-energy-weight", type=float,
+                     help="energy weight of a late training stage (the loss weighs energies 1 and forces 1 before it)")
+    fit.add_argument("--late-fraction", type=float, default=0.2, help="share of the epochs the late stage takes (default 0.2)")
     fit.add_argument("--quick", action="store_true", help="small model, 40 epochs: about two minutes on a laptop")
     fit.add_argument("--allow-outliers", action="store_true", help="train even on frames mlpkit.data.outlier_report finds suspicious")
     fit.add_argument("--no-progress", action="store_true")

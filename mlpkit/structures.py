@@ -9,14 +9,14 @@ from ase.build import bulk, diamond100, diamond111
 from mlpkit.potentials.sw import SW_PARAMETERS
 
 
-def lattice_constant_a(element: str) -> float:
+def lattice_constant_angstrom(element: str) -> float:
     """Diamond lattice constant of the element's SW potential (Å)."""
-    return SW_PARAMETERS[element].lattice_constant_a
+    return SW_PARAMETERS[element].lattice_constant_angstrom
 
 
 def diamond(element: str, repeat=(2, 2, 2), a_angstrom: float | None = None) -> Atoms:
     """Diamond supercell of the 8-atom cubic cell, ``repeat`` times along each axis."""
-    a_angstrom = lattice_constant_a(element) if a_angstrom is None else a_angstrom
+    a_angstrom = lattice_constant_angstrom(element) if a_angstrom is None else a_angstrom
     return bulk(element, "diamond", a=a_angstrom, cubic=True).repeat(repeat)
 
 
@@ -45,7 +45,7 @@ def slab(element: str, facet: str = "100", layers: int = 8, width: int = 2, vacu
     builders = {"100": diamond100, "111": diamond111}
     if facet not in builders:
         raise ValueError(f"facet {facet!r} is not available; choose one of {sorted(builders)}")
-    surface = builders[facet](element, size=(width, width, layers), a=lattice_constant_a(element), vacuum=vacuum_a)
+    surface = builders[facet](element, size=(width, width, layers), a=lattice_constant_angstrom(element), vacuum=vacuum_a)
     surface.pbc = True
     return surface
 

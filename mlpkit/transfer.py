@@ -16,7 +16,7 @@ tetrahedral bonding. What else happens is a :class:`TransferConfig` choice:
   radial filter meets Ge neighbours at distances it saw only under tension; with it, the Ge ground
   state looks exactly like the Si one and fine-tuning only has to learn the difference in bonding.
   ``with_length_scaling("sw" | "mlearn")`` takes the constants of that reference from
-  :data:`DIAMOND_LATTICE_A`; a bare ``TransferConfig()`` cannot know the reference, so it leaves lengths
+  :data:`DIAMOND_LATTICE_ANGSTROM`; a bare ``TransferConfig()`` cannot know the reference, so it leaves lengths
   alone, and the study (which knows its data) turns the scaling on by default.
 
 Measured on the quick SW study (``benchmarks/transfer_protocols.py``, validation errors, RESULTS.md):
@@ -42,8 +42,8 @@ from mlpkit.potentials.sw import SW_PARAMETERS
 from mlpkit.training.train import TrainConfig, TrainResult, train
 
 # Diamond lattice constants (Å) of each reference: SW at its pair minimum, DFT from the mlearn ground states
-DIAMOND_LATTICE_A = {
-    "sw": {element: SW_PARAMETERS[element].lattice_constant_a for element in ("Si", "Ge")},
+DIAMOND_LATTICE_ANGSTROM = {
+    "sw": {element: SW_PARAMETERS[element].lattice_constant_angstrom for element in ("Si", "Ge")},
     "mlearn": {element: values["a0_angstrom"] for element, values in MLEARN_GROUND_STATE.items()},
 }
 
@@ -68,10 +68,10 @@ class TransferConfig:
 
     def with_length_scaling(self, reference: str) -> TransferConfig:
         """This configuration with the lattice constants of ``reference`` ("sw" or "mlearn")."""
-        if reference not in DIAMOND_LATTICE_A:
-            raise MlpkitError(f"no lattice constants for {reference!r}; known: {sorted(DIAMOND_LATTICE_A)}")
+        if reference not in DIAMOND_LATTICE_ANGSTROM:
+            raise MlpkitError(f"no lattice constants for {reference!r}; known: {sorted(DIAMOND_LATTICE_ANGSTROM)}")
         (source, target), = self.element_map
-        constants = DIAMOND_LATTICE_A[reference]
+        constants = DIAMOND_LATTICE_ANGSTROM[reference]
         return dataclasses.replace(self, lattice_constants_a=(constants[source], constants[target]))
 
 
@@ -83,7 +83,7 @@ def transferred(source: Checkpoint, transfer: TransferConfig) -> Checkpoint:
     return dataclasses.replace(source, table=source.table.remapped(dict(transfer.element_map)), normalisation=normalisation)
 
 
-def initial_state(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, n_members: int):
+def transferred_start(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, n_members: int):
     """(element table, normalisation, stacked initial parameters) of the target model.
 
     Target member i starts from source member i mod K, so a K-member source seeds any ensemble size.
@@ -115,7 +115,7 @@ def fine_tune(
     if transfer.learning_rate is not None:
         changes["learning_rate"] = transfer.learning_rate
     config = dataclasses.replace(config, **changes)
-    table, normalisation, params = initial_state(source, train_set, transfer, len(config.seeds))
+    table, normalisation, params = transferred_start(source, train_set, transfer, len(config.seeds))
     return train(
         train_set, validation_set, config,
         table=table, normalisation=normalisation, initial_params=params, **train_options,

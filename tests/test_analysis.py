@@ -15,9 +15,9 @@ from mlpkit.analysis import (
     property_table, radial_distribution, velocity_autocorrelation, vibrational_dos,
 )
 from mlpkit.cli import main
-from mlpkit.structures import diamond, lattice_constant_a, rattled
+from mlpkit.structures import diamond, lattice_constant_angstrom, rattled
 
-A_SI = lattice_constant_a("Si")
+A_SI = lattice_constant_angstrom("Si")
 TETRAHEDRAL_DEG = np.degrees(np.arccos(-1.0 / 3.0))
 
 
@@ -92,7 +92,7 @@ def test_vdos_of_a_harmonic_signal_peaks_at_its_frequency():
 
 def test_sw_si_equation_of_state(si_eos):
     """SW Si: diamond minimum at a = 4·2^(1/6)σ/√3 = 5.431 Å with E0 = −2ε, and B ≈ 101 GPa (published SW value)."""
-    assert si_eos.a0_a == pytest.approx(A_SI, abs=1e-3)
+    assert si_eos.a0_angstrom == pytest.approx(A_SI, abs=1e-3)
     assert si_eos.e0_ev_per_atom == pytest.approx(-4.3366, abs=1e-4)
     assert si_eos.bulk_modulus_gpa == pytest.approx(101.0, rel=0.03)
 
@@ -100,7 +100,7 @@ def test_sw_si_equation_of_state(si_eos):
 def test_sw_si_elastic_constants_are_cubic_stable_and_published(si_eos):
     """Cubic symmetry (C11 = C22 = C33, C44 = C55 = C66, no normal–shear coupling), Born stability, and the
     published SW values C11 ≈ 151, C12 ≈ 77, relaxed C44 ≈ 56 GPa; internal relaxation lowers C44 (≈ 117 → 56)."""
-    elastic = elastic_constants(SWCalculator("Si"), "Si", si_eos.a0_a)
+    elastic = elastic_constants(SWCalculator("Si"), "Si", si_eos.a0_angstrom)
     c = elastic.matrix_gpa
     np.testing.assert_allclose(np.diag(c)[:3], elastic.c11_gpa, rtol=1e-6)
     np.testing.assert_allclose(np.diag(c)[3:], elastic.c44_gpa, rtol=1e-6)
@@ -119,7 +119,7 @@ def test_sw_si_elastic_constants_are_cubic_stable_and_published(si_eos):
 def test_sw_si_phonons_at_gamma_x_l(si_eos):
     """Γ has three acoustic modes at zero (translation) and a triply degenerate optical mode at 16–18 THz for
     SW Si; at X the LA and LO branches meet (a symmetry of diamond)."""
-    frequencies_thz = diamond_phonons(SWCalculator("Si"), "Si", si_eos.a0_a)
+    frequencies_thz = diamond_phonons(SWCalculator("Si"), "Si", si_eos.a0_angstrom)
     gamma = frequencies_thz["gamma"]
     np.testing.assert_allclose(gamma[:3], 0.0, atol=0.05)
     np.testing.assert_allclose(gamma[3:], gamma[3], rtol=1e-6)

@@ -1,5 +1,7 @@
 """Notebook 00 in a real browser: JupyterLab serves it, headless Chromium runs every cell, and the plotly
-figures, the widget controls and the nglview 3D canvas render (offline, with no console errors)."""
+figures, the widget controls and the nglview 3D canvas render (offline, with no console errors). Then as a
+student does: move the slider, press Run again (the new run draws fresh lines, none runs backwards, the
+panel's table follows), reload the page and run everything again in the live kernel."""
 
 from __future__ import annotations
 
@@ -122,6 +124,56 @@ ALL_CELLS_DONE = """() => {
 }"""
 
 
+KERNEL_EXECUTE = """async code => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    await kernel.requestExecute({code}).done;
+}"""
+
+TRAINING_PLOT = """() => {
+    const plot = document.querySelectorAll('.js-plotly-plot')[0];
+    return plot.data.map(trace => ({name: trace.name, x: Array.from(trace.x || [])}));
+}"""
+
+
+def run_training_panel_again(page) -> None:
+    """Move notebook 00's slider to 15 Ge frames (in the kernel: the widget follows) and press its Run button."""
+    page.evaluate(KERNEL_EXECUTE, "training.controls['size'].value = 15")
+    page.wait_for_function("() => [...document.querySelectorAll('.widget-readout')].some(r => r.textContent.trim() === '15')",
+                           timeout=30_000)
+    page.locator(".jupyter-widgets button", has_text="Run").first.click()
+    page.wait_for_function("() => document.body.innerText.includes('scratch (N=15)')", timeout=60_000)
+    page.evaluate(KERNEL_EXECUTE, "training.job.wait()")
+    page.wait_for_function("() => [...document.querySelectorAll('table')].some(t => t.innerText.includes('15'))",
+                           timeout=60_000)
+
+
+def check_second_run(page) -> None:
+    traces = page.evaluate(TRAINING_PLOT)
+    names = {trace["name"] for trace in traces}
+    assert {"scratch (N=15)", "transfer (N=15)", "earlier: scratch (N=10)", "earlier: transfer (N=10)"} <= names, names
+    for trace in traces:
+        assert trace["x"] == sorted(trace["x"]), f"{trace['name']} runs backwards: {trace['x']}"
+    tables = page.locator(".jp-OutputArea-output table").all_inner_texts()
+    assert any("15" in table and "scratch" in table for table in tables), tables
+
+
+def open_and_run_all(page, lab_url: str) -> None:
+    page.goto(lab_url)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the current widget
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")  # autosave may have kept some
+    run_all(page)
+    page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
+    page.wait_for_timeout(3000)  # let the last widget messages render
+
+
+def no_tracebacks(page) -> None:
+    failed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    tracebacks = [text for text in failed if "Error" in text and "Traceback" in text]
+    assert not tracebacks, tracebacks[0][-2000:]
+
+
 def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
     errors = []
     with sync_playwright() as playwright:
@@ -131,17 +183,8 @@ def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
         page.on("pageerror", lambda error: errors.append(str(error)))
         screenshot = tmp_path / "notebook_00.png"
         try:
-            page.goto(lab)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-            page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the current widget
-            run_all(page)
-            page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
-            page.wait_for_timeout(3000)  # let the last widget messages render
-
-            failed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
-            tracebacks = [text for text in failed if "Error" in text and "Traceback" in text]
-            assert not tracebacks, tracebacks[0][-2000:]
+            open_and_run_all(page, lab)
+            no_tracebacks(page)
             assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
             assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() >= 1
             assert page.locator(".jupyter-widgets button", has_text="Run").count() >= 2
@@ -149,6 +192,10 @@ def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
                 .filter(c => !c.closest('.js-plotly-plot'))
                 .filter(c => c.getBoundingClientRect().width > 200 && c.getBoundingClientRect().height > 150).length""")
             assert ngl_canvases >= 1, "the nglview canvas did not render"
+            run_training_panel_again(page)
+            check_second_run(page)
+            open_and_run_all(page, lab)  # a reload, then every cell again in the live kernel: widgets come back cleanly
+            no_tracebacks(page)
         finally:
             page.set_viewport_size({"width": 1400, "height": 6000})  # JupyterLab scrolls inside the page: grow it
             page.wait_for_timeout(2000)

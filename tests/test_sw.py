@@ -33,13 +33,13 @@ def distorted_cell(element, seed):
 def test_diamond_cohesive_energy_is_minus_two_epsilon_at_the_pair_minimum_lattice(element):
     params = SW_PARAMETERS[element]
     expected_a = {"Si": 5.4310, "Ge": 5.6536}[element]
-    assert params.lattice_constant_a == pytest.approx(expected_a, abs=5e-4)
+    assert params.lattice_constant_angstrom == pytest.approx(expected_a, abs=5e-4)
     assert energy_per_atom(diamond(element), element) == pytest.approx(-2 * params.epsilon_ev, abs=1e-9)
 
 
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_lattice_constant_minimises_energy_and_zeroes_stress(element):
-    a0 = SW_PARAMETERS[element].lattice_constant_a
+    a0 = SW_PARAMETERS[element].lattice_constant_angstrom
     scan = [energy_per_atom(diamond(element, a_angstrom=a0 * s), element) for s in (0.99, 1.0, 1.01)]
     assert scan[1] < scan[0] and scan[1] < scan[2]
     atoms = diamond(element)
@@ -114,7 +114,7 @@ def test_energy_is_invariant_under_translation_rotation_and_permutation():
 
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_cell_shorter_than_twice_the_cutoff_matches_its_supercell(element):
-    small = rattled(bulk(element, "diamond", a=SW_PARAMETERS[element].lattice_constant_a), 0.15, seed=4)
+    small = rattled(bulk(element, "diamond", a=SW_PARAMETERS[element].lattice_constant_angstrom), 0.15, seed=4)
     assert small.cell.lengths().min() < 2 * SW_PARAMETERS[element].cutoff_a
     large = small.repeat((3, 2, 4))
     small.calc, large.calc = SWCalculator(element), SWCalculator(element)

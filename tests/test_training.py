@@ -19,7 +19,7 @@ from mlpkit.models import ModelConfig, init_params, parameter_blocks
 from mlpkit.models.energy import fit_normalisation
 from mlpkit.models.graph import ElementTable
 from mlpkit.structures import diamond, rattled
-from mlpkit.training import TrainConfig, evaluate, train
+from mlpkit.training import LossWeights, TrainConfig, evaluate, train
 from mlpkit.training.batches import ATOM_BUCKET, BatchPlan, bucket_sizes
 from mlpkit.training.train import update_best
 
@@ -68,6 +68,22 @@ def test_training_is_deterministic_given_its_seeds(silicon):
     same = jax.tree_util.tree_map(np.array_equal, runs[0].checkpoint.params, runs[1].checkpoint.params)
     assert all(jax.tree_util.tree_leaves(same))
     assert [m["train_loss"] for m in runs[0].history[1:]] == [m["train_loss"] for m in runs[1].history[1:]]
+
+
+def test_a_late_energy_stage_switches_the_loss_and_chooses_its_best_within_it(silicon):
+    train_set, validation_set = silicon.first(8), silicon.select(np.arange(8, 12))
+    plain = dataclasses.replace(TINY, max_epochs=6)
+    late = dataclasses.replace(plain, late_weights=LossWeights(energy=1000.0, forces=1.0), late_fraction=0.5)
+    assert late.late_start_epoch == 4 and plain.late_start_epoch is None
+    runs = {name: train(train_set, validation_set, config, progress=False) for name, config in (("plain", plain), ("late", late))}
+    losses = [m["train_loss"] for m in runs["late"].history]
+    assert losses[1:4] == [m["train_loss"] for m in runs["plain"].history[1:4]]  # the same run up to the stage
+    assert losses[4] > 3 * losses[3]  # energies now weigh 1000× in the loss
+    assert runs["late"].best_epoch[0] >= 4
+    energy = {name: run.history[int(run.best_epoch[0])]["energy_mae_mev_per_atom"] for name, run in runs.items()}
+    assert energy["late"] < energy["plain"]
+    with pytest.raises(MlpkitError, match="late_fraction"):
+        dataclasses.replace(late, late_fraction=1.0)
 
 
 def test_energy_shift_is_the_least_squares_energy_of_each_element():

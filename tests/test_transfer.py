@@ -22,7 +22,7 @@ from mlpkit.models.graph import build_graph
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials.base import energy_forces_stress
 from mlpkit.training import TrainConfig, train
-from mlpkit.transfer import TransferConfig, fine_tune, initial_state
+from mlpkit.transfer import TransferConfig, fine_tune, transferred_start
 from conftest import distorted, random_checkpoint, results
 
 SMALL = TrainConfig(model=ModelConfig("painn", features=16, layers=2), max_epochs=6, warmup_epochs=1, batch_size=4)
@@ -41,16 +41,16 @@ def silicon_model():
                  progress=False).checkpoint
 
 
-def test_initial_state_copies_the_source_and_renames_the_element_row(germanium):
+def test_the_transferred_start_copies_the_source_and_renames_the_element_row(germanium):
     source = random_checkpoint("painn", members=2)
-    table, normalisation, params = initial_state(source, germanium.first(10), TransferConfig(), n_members=3)
+    table, normalisation, params = transferred_start(source, germanium.first(10), TransferConfig(), n_members=3)
     assert table.symbols == ("Ge",)
     for leaf_source, leaf_target in zip(jax.tree_util.tree_leaves(source.params), jax.tree_util.tree_leaves(params)):
         assert np.array_equal(leaf_target, leaf_source[[0, 1, 0]])  # member i from source member i mod 2
     assert normalisation == fit_normalisation(germanium.first(10), table)
     counts, energies = germanium.first(10).n_atoms, germanium.first(10).energy_ev
     assert normalisation.shift_ev[0] == pytest.approx(np.sum(energies * counts) / np.sum(counts**2), rel=1e-9)  # least squares
-    _, kept, _ = initial_state(source, germanium.first(10), TransferConfig.plain(), n_members=1)
+    _, kept, _ = transferred_start(source, germanium.first(10), TransferConfig.plain(), n_members=1)
     assert kept == source.normalisation
 
 
@@ -79,7 +79,7 @@ def test_fine_tuning_keeps_frozen_blocks_and_refuses_another_architecture(silico
 def test_transfer_with_length_scaling_copies_only_the_parameters_and_scales_the_geometry(germanium):
     source = random_checkpoint("painn", members=2)
     transfer = TransferConfig().with_length_scaling("sw")
-    table, normalisation, params = initial_state(source, germanium.first(10), transfer, n_members=2)
+    table, normalisation, params = transferred_start(source, germanium.first(10), transfer, n_members=2)
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(source.params)  # nothing added or dropped
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(source.params)))
     assert table.symbols == ("Ge",) and source.table.symbols == ("Si",)  # the one element row, renamed

@@ -63,10 +63,10 @@ def diffusion_coefficient(msd_a2, dt_fs: float, fit_window=(0.2, 0.6), dimension
     return float(slope_a2_per_ps / (2 * dimensions))
 
 
-def velocity_autocorrelation(velocities, max_lag: int | None = None, masses=None, normalize: bool = True):
+def velocity_autocorrelation(velocities, max_lag: int | None = None, masses=None, normalise: bool = True):
     """VACF(lag) = ⟨m v(t)·v(t + lag)⟩ over atoms and time origins, for lags 0 … max_lag − 1 frames.
 
-    velocities: [T, N, 3] (any unit); masses: [N] (u) or None for equal weights. With ``normalize`` the
+    velocities: [T, N, 3] (any unit); masses: [N] (u) or None for equal weights. With ``normalise`` the
     result is divided by its value at lag 0, so it starts at 1.
     """
     velocities = np.asarray(velocities, float)
@@ -75,7 +75,7 @@ def velocity_autocorrelation(velocities, max_lag: int | None = None, masses=None
     weights = np.ones(n_atoms) if masses is None else np.asarray(masses, float)
     sums = _autocorrelation(velocities.reshape(n_frames, -1), max_lag).reshape(max_lag, n_atoms, 3).sum(axis=2)
     vacf = (sums @ weights) / (n_frames - np.arange(max_lag)) / weights.sum()
-    return vacf / vacf[0] if normalize else vacf
+    return vacf / vacf[0] if normalise else vacf
 
 
 def vibrational_dos(vacf, dt_fs: float):

@@ -19,9 +19,9 @@ from mlpkit.structures import diamond
 THZ_PER_ASE_FREQUENCY = units.s / (2 * np.pi) / 1e12  # ω = √(eV / (Å² u)) in rad per ASE time → ν in THz
 
 
-def fcc_special_points(a0_a: float) -> dict[str, np.ndarray]:
+def fcc_special_points(a0_angstrom: float) -> dict[str, np.ndarray]:
     """Γ, X and L of the fcc Brillouin zone (Cartesian, 1/Å, including 2π) for the cubic lattice constant a0."""
-    unit = 2 * np.pi / a0_a
+    unit = 2 * np.pi / a0_angstrom
     return {"gamma": np.zeros(3), "x": unit * np.array([1.0, 0.0, 0.0]), "l": unit * np.array([0.5, 0.5, 0.5])}
 
 
@@ -89,10 +89,10 @@ def phonon_frequencies(calculator: Calculator, primitive: Atoms, supercell: Atom
     return frequencies
 
 
-def diamond_phonons(calculator: Calculator, element: str, a0_a: float, repeat: int = 2,
+def diamond_phonons(calculator: Calculator, element: str, a0_angstrom: float, repeat: int = 2,
                     displacement_a: float = 0.01) -> dict[str, np.ndarray]:
     """Frequencies (THz, [6] ascending) at Γ, X and L of diamond ``element`` at a0, from a ``repeat``³ cubic
     supercell (``repeat`` even, so that L is commensurate)."""
-    primitive = bulk(element, "diamond", a=a0_a)
-    supercell = diamond(element, (repeat,) * 3, a0_a)
-    return phonon_frequencies(calculator, primitive, supercell, fcc_special_points(a0_a), displacement_a)
+    primitive = bulk(element, "diamond", a=a0_angstrom)
+    supercell = diamond(element, (repeat,) * 3, a0_angstrom)
+    return phonon_frequencies(calculator, primitive, supercell, fcc_special_points(a0_angstrom), displacement_a)

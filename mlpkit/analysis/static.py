@@ -16,14 +16,14 @@ from ase.eos import EquationOfState
 from ase.optimize import BFGS
 
 from mlpkit.errors import MlpkitError
-from mlpkit.structures import diamond, lattice_constant_a, rattled, strained, with_vacancy
+from mlpkit.structures import diamond, lattice_constant_angstrom, rattled, strained, with_vacancy
 
 
 @dataclasses.dataclass(frozen=True)
 class EquationOfStateFit:
     """Birch–Murnaghan fit of E(V) of the diamond cell; ``volumes_a3`` and ``energies_ev`` [P] are per atom."""
 
-    a0_a: float
+    a0_angstrom: float
     e0_ev_per_atom: float
     bulk_modulus_gpa: float
     volumes_a3: np.ndarray
@@ -82,7 +82,7 @@ def equation_of_state(calculator: Calculator, element: str, a_guess_a: float | N
     minimum; ``n_points`` lattice constants within ±``span`` of it are then fitted. Returns a0 (Å), the energy
     per atom at the minimum (eV) and the bulk modulus (GPa).
     """
-    a_guess_a = lattice_constant_a(element) if a_guess_a is None else a_guess_a
+    a_guess_a = lattice_constant_angstrom(element) if a_guess_a is None else a_guess_a
     coarse_a = a_guess_a * (1.0 + np.linspace(-0.06, 0.06, 13))
     coarse_ev = [_energy_per_atom(diamond(element, (1, 1, 1), a), calculator) for a in coarse_a]
     lowest = int(np.argmin(coarse_ev))
@@ -90,18 +90,18 @@ def equation_of_state(calculator: Calculator, element: str, a_guess_a: float | N
         raise MlpkitError(f"the diamond {element} energy has no minimum within ±6 % of a = {a_guess_a:.4f} Å "
                           f"(lowest at {coarse_a[lowest]:.4f} Å): pass a better a_guess_a")
     centre_a = coarse_a[lowest]
-    lattice_a = centre_a * (1.0 + np.linspace(-span, span, n_points))
-    energies_ev = np.array([_energy_per_atom(diamond(element, (1, 1, 1), a), calculator) for a in lattice_a])
-    volumes_a3 = lattice_a**3 / 8.0  # per atom: 8 atoms in the cubic cell
+    lattices_angstrom = centre_a * (1.0 + np.linspace(-span, span, n_points))
+    energies_ev = np.array([_energy_per_atom(diamond(element, (1, 1, 1), a), calculator) for a in lattices_angstrom])
+    volumes_a3 = lattices_angstrom**3 / 8.0  # per atom: 8 atoms in the cubic cell
     try:
         v0_a3, e0_ev, bulk_ev_per_a3 = EquationOfState(volumes_a3, energies_ev, eos="birchmurnaghan").fit()
     except (RuntimeError, ValueError) as error:
         raise MlpkitError(f"equation-of-state fit failed for {element}: {error}") from None
-    return EquationOfStateFit(a0_a=float((8.0 * v0_a3) ** (1.0 / 3.0)), e0_ev_per_atom=float(e0_ev),
+    return EquationOfStateFit(a0_angstrom=float((8.0 * v0_a3) ** (1.0 / 3.0)), e0_ev_per_atom=float(e0_ev),
                               bulk_modulus_gpa=float(bulk_ev_per_a3 / units.GPa), volumes_a3=volumes_a3, energies_ev=energies_ev)
 
 
-def elastic_constants(calculator: Calculator, element: str, a0_a: float, strain: float = 0.005,
+def elastic_constants(calculator: Calculator, element: str, a0_angstrom: float, strain: float = 0.005,
                       fmax_ev_per_a: float = 1e-4, max_steps: int = 200) -> ElasticConstants:
     """Elastic constants from central differences of the stress under ± ``strain`` of the cubic 8-atom cell.
 
@@ -109,7 +109,7 @@ def elastic_constants(calculator: Calculator, element: str, a0_a: float, strain:
     the stress is read before (unrelaxed) and after relaxing the atoms at fixed cell (relaxed), and
     C[:, k] = (σ(+) − σ(−)) / (2·strain), with ASE's tensile-positive stress.
     """
-    reference = diamond(element, (1, 1, 1), a0_a)
+    reference = diamond(element, (1, 1, 1), a0_angstrom)
     relaxed_gpa, unrelaxed_gpa = np.zeros((6, 6)), np.zeros((6, 6))
     for k in range(6):
         stresses = {}
@@ -126,7 +126,7 @@ def elastic_constants(calculator: Calculator, element: str, a0_a: float, strain:
     return ElasticConstants(matrix_gpa=relaxed_gpa, unrelaxed_gpa=unrelaxed_gpa)
 
 
-def vacancy_formation_energy(calculator: Calculator, element: str, a0_a: float, repeat: int = 3,
+def vacancy_formation_energy(calculator: Calculator, element: str, a0_angstrom: float, repeat: int = 3,
                              fmax_ev_per_a: float = 1e-3, max_steps: int = 300, inward_push_a: float = 0.5) -> float:
     """Relaxed vacancy formation energy (eV): E_vac − (N − 1)/N · E_bulk in a ``repeat``³ cubic supercell at a0.
 
@@ -135,7 +135,7 @@ def vacancy_formation_energy(calculator: Calculator, element: str, a0_a: float, 
     energy of those that converge is kept: with a short cutoff such as SW's, the ideal vacancy is a metastable local minimum
     (Si: 2ε = 4.34 eV) and only the inward start finds the rebonded one (Si: 2.7–2.8 eV).
     """
-    bulk = diamond(element, (repeat,) * 3, a0_a)
+    bulk = diamond(element, (repeat,) * 3, a0_angstrom)
     n_atoms = len(bulk)
     bulk_ev = _energy_per_atom(bulk, calculator) * n_atoms
     vacancy = with_vacancy(bulk, 0)

@@ -88,18 +88,18 @@ def compute_properties(potential, element: str | None = None, config: PropertyCo
     eos = equation_of_state(calculator, element, span=config.eos_span, n_points=config.eos_points)
     failures = {}
     try:  # a rough model may not relax a strained cell or its vacancy: report that, keep the other properties
-        elastic = elastic_constants(calculator, element, eos.a0_a, config.strain, config.elastic_fmax_ev_per_a)
+        elastic = elastic_constants(calculator, element, eos.a0_angstrom, config.strain, config.elastic_fmax_ev_per_a)
     except MlpkitError as error:
         elastic, failures["elastic_constants"] = None, str(error)
     try:
-        vacancy_ev = vacancy_formation_energy(calculator, element, eos.a0_a, config.vacancy_repeat, config.vacancy_fmax_ev_per_a)
+        vacancy_ev = vacancy_formation_energy(calculator, element, eos.a0_angstrom, config.vacancy_repeat, config.vacancy_fmax_ev_per_a)
     except MlpkitError as error:
         vacancy_ev, failures["vacancy_formation_ev"] = None, str(error)
-    phonons = diamond_phonons(calculator, element, eos.a0_a, config.phonon_repeat, config.displacement_a)
+    phonons = diamond_phonons(calculator, element, eos.a0_angstrom, config.phonon_repeat, config.displacement_a)
     return {
         "potential": str(potential) if not isinstance(potential, Calculator) else type(potential).__name__,
         "element": element,
-        "a0_angstrom": eos.a0_a,
+        "a0_angstrom": eos.a0_angstrom,
         "e0_ev_per_atom": eos.e0_ev_per_atom,
         "bulk_modulus_gpa": eos.bulk_modulus_gpa,
         **{key: getattr(elastic, key) if elastic else None for key in ("c11_gpa", "c12_gpa", "c44_gpa", "c44_unrelaxed_gpa")},

@@ -35,7 +35,7 @@ class SWParameters:
         return self.a * self.sigma_a
 
     @property
-    def lattice_constant_a(self) -> float:
+    def lattice_constant_angstrom(self) -> float:
         """Diamond lattice constant at the pair minimum, 4·2^(1/6)σ/√3 (Å)."""
         return 4 * 2 ** (1 / 6) * self.sigma_a / 3**0.5
 

@@ -59,6 +59,10 @@ class TrainConfig:
     patience_epochs: int = 50
     frozen_blocks: tuple[str, ...] = ()  # subset of mlpkit.models.BLOCKS kept fixed (fine-tuning)
     float64: bool = False
+    # a late stage with other loss weights (MACE's recipe: energies weighted up once the forces are learnt); it
+    # takes the last ``late_fraction`` of max_epochs, and the best state is chosen within it
+    late_weights: LossWeights | None = None
+    late_fraction: float = 0.2
 
     def __post_init__(self):
         problems = [name for name, bad in (
@@ -67,17 +71,25 @@ class TrainConfig:
             ("learning_rate", not 0 < self.learning_rate < math.inf),
             ("final_learning_rate", not 0 < self.final_learning_rate < math.inf),
             ("gradient_clip", not 0 < self.gradient_clip < math.inf), ("ema_decay", not 0 <= self.ema_decay < 1),
+            ("late_fraction", not 0 < self.late_fraction < 1),
         ) if bad]
         if problems:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in problems)
             raise MlpkitError(f"invalid training settings: {values} (sizes and epochs ≥ 1, rates finite and > 0, "
-                              "0 ≤ ema_decay < 1)")
+                              "0 ≤ ema_decay < 1, 0 < late_fraction < 1)")
         unknown = sorted(set(self.frozen_blocks) - set(BLOCKS))
         if unknown:
             raise MlpkitError(f"unknown blocks to freeze {unknown}; choose from {list(BLOCKS)}")
 
     def quick(self) -> TrainConfig:
         return dataclasses.replace(self, model=self.model.quick(), max_epochs=40, warmup_epochs=2, patience_epochs=15)
+
+    @property
+    def late_start_epoch(self) -> int | None:
+        """The first epoch of the late stage (None: no late stage)."""
+        if self.late_weights is None:
+            return None
+        return max(1, self.max_epochs - math.floor(self.late_fraction * self.max_epochs) + 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +112,7 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     )
 
 
-def _optimizer(config: TrainConfig):
+def _optimiser(config: TrainConfig):
     """Adam's direction after global-norm clipping on the trainable blocks; frozen blocks get zero updates.
 
     The step size is not part of it: the learning rate is an argument of the compiled step, so one
@@ -156,14 +168,15 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def training_programs(config: TrainConfig, table: ElementTable):
-    """(step, validation sums, optimiser): the jit-compiled, member-vmapped programs of ``config``.
+def training_programs(config: TrainConfig, table: ElementTable, weights: LossWeights | None = None):
+    """(step, validation sums, optimiser): the jit-compiled, member-vmapped programs of ``config`` (with the
+    loss ``weights``, default ``config.weights``).
 
     ``step(params, opt_state, ema, count, learning_rate, normalisation_arrays, batch)``. Cached on what
     shapes the program (model, table, loss weights, EMA, clipping, frozen blocks): the learning rate and
     the normalisation are arguments, so every run of a study with the same model reuses one compilation.
     """
-    return _programs(config.model, table, config.weights, config.ema_decay, config.gradient_clip, config.frozen_blocks)
+    return _programs(config.model, table, weights or config.weights, config.ema_decay, config.gradient_clip, config.frozen_blocks)
 
 
 @functools.lru_cache(maxsize=8)
@@ -171,20 +184,20 @@ def _programs(model: ModelConfig, table: ElementTable, weights: LossWeights, ema
               frozen_blocks: tuple[str, ...]):
     config = TrainConfig(model=model, weights=weights, ema_decay=ema_decay, gradient_clip=gradient_clip, frozen_blocks=frozen_blocks)
     energy_fn = normalised_energy_fn(model, table)
-    optimizer = _optimizer(config)
+    optimiser = _optimiser(config)
 
     def loss(params, normalisation, batch):
         return batch_loss(predict_batch(lambda p, *args: energy_fn(p, normalisation, *args), params, batch), batch, weights)
 
     def step(params, opt_state, ema, count, learning_rate, normalisation, batch):
         value, grads = jax.value_and_grad(loss)(params, normalisation, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimiser.update(grads, opt_state, params)
         params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -learning_rate * u, updates))
         decay = jnp.minimum(ema_decay, (1.0 + count) / (10.0 + count))  # short memory at the start
         ema = jax.tree_util.tree_map(lambda e, p: e + (1 - decay) * (p - e), ema, params)  # exact where p = e
         return params, opt_state, ema, value
 
-    return jax.jit(over_members(step, (0, 0, 0, None, None, None, None))), member_sums_program(model, table), optimizer
+    return jax.jit(over_members(step, (0, 0, 0, None, None, None, None))), member_sums_program(model, table), optimiser
 
 
 def update_best(best, best_score, best_epoch, candidate, scores, epoch: int, patience_epochs: int):
@@ -223,7 +236,9 @@ def train(
     the whole training state after every epoch beside it (see :mod:`mlpkit.training.resume`): a call
     with the same settings and data after an interruption resumes and gives the uninterrupted result.
     Resumed epochs are replayed to ``callback`` first. A NaN or infinite loss raises
-    :class:`~mlpkit.errors.TrainingError` naming the epoch and the batch's frames.
+    :class:`~mlpkit.errors.TrainingError` naming the epoch and the batch's frames. With
+    ``config.late_weights`` the epochs from ``config.late_start_epoch`` on train with those loss weights
+    and the best state is the best of them (a run whose patience ends earlier stops without that stage).
     """
     start = time.perf_counter()
     if len(train_set) == 0 or len(validation_set) == 0:
@@ -249,18 +264,22 @@ def train(
         if n_members != len(config.seeds):
             raise MlpkitError(f"initial parameters hold {n_members} members, config.seeds {len(config.seeds)}")
         schedule = _schedule(config, len(train_plan))
-        step, member_sums, optimizer = training_programs(config, table)
+        step, member_sums, optimiser = training_programs(config, table)
         arrays = normalisation.arrays(dtype)
 
-        def run_step(params, opt_state, ema, count: int, batch):
-            learning_rate = jnp.asarray(schedule(count), dtype)
-            return step(params, opt_state, ema, jnp.asarray(count, dtype), learning_rate, arrays, batch)
+        def stepper(step):
+            def run_step(params, opt_state, ema, count: int, batch):
+                learning_rate = jnp.asarray(schedule(count), dtype)
+                return step(params, opt_state, ema, jnp.asarray(count, dtype), learning_rate, arrays, batch)
+            return run_step
+
+        late_step = stepper(training_programs(config, table, config.late_weights)[0]) if config.late_weights else None
 
         def sums(params, batch):
             return member_sums(params, arrays, batch)
 
         state = TrainingState(
-            epoch=-1, count=0, params=params, opt_state=jax.vmap(optimizer.init)(params), ema=params,
+            epoch=-1, count=0, params=params, opt_state=jax.vmap(optimiser.init)(params), ema=params,
             best=jax.device_get(params), best_score=np.full(n_members, np.inf), best_epoch=np.zeros(n_members, int),
             rng_state=np.random.default_rng(config.data_seed).bit_generator.state, history=[], elapsed_s=0.0,
         )
@@ -287,6 +306,10 @@ def train(
         bar = tqdm(total=config.max_epochs + 1, initial=state.epoch + 1, desc="training", unit="epoch", disable=not progress)
         stopped = False
         while not stopped and state.epoch < config.max_epochs and _patience_left(state, config.patience_epochs):
+            late_start = config.late_start_epoch
+            if state.epoch + 1 == late_start:  # the late stage chooses its own best state, with fresh patience
+                state = dataclasses.replace(state, best_score=np.full(n_members, np.inf), best_epoch=np.full(n_members, late_start))
+            run_step = late_step if late_start is not None and state.epoch + 1 >= late_start else stepper(step)
             state, improved = _epoch(state, run_step, sums, train_plan, validation_plan, config, schedule, start)
             if improved.any() and checkpoint_path is not None:
                 save_checkpoint(best_checkpoint(state), checkpoint_path)

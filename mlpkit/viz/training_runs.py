@@ -57,11 +57,13 @@ def compare_inits(data: StudyData, source: Checkpoint, size: int, config: TrainC
     return results
 
 
-def rows_on_test_set(data: StudyData, results: dict[str, TrainResult], size: int, seeds) -> list[dict]:
+def rows_on_test_set(data: StudyData, results: dict[str, TrainResult]) -> list[dict]:
     """The study's result rows (:func:`mlpkit.study.result_rows`) of each run, on the Ge test set."""
     rows = []
     for init, result in results.items():
-        rows += result_rows(data.name, size, init, seeds, evaluate_members(result.checkpoint, data.ge_test), result.wall_s)
+        metadata = result.checkpoint.metadata
+        rows += result_rows(data.name, metadata["training_frames"], init, metadata["train_config"]["seeds"],
+                            evaluate_members(result.checkpoint, data.ge_test), result.wall_s)
     return rows
 
 
@@ -70,7 +72,7 @@ def learning_curve(data: StudyData, source: Checkpoint, sizes, config: TrainConf
     """Scratch and transfer at every size; the learning-curve figure grows after each size."""
     rows = []
     for size in sizes:
-        rows += rows_on_test_set(data, compare_inits(data, source, size, config, training_figure, job, transfer), size, config.seeds)
+        rows += rows_on_test_set(data, compare_inits(data, source, size, config, training_figure, job, transfer))
         set_learning_curves(curve_figure, rows)
         if job.stop_requested:
             break
