@@ -1,18 +1,14 @@
 """The one checkpoint format: a trained (ensemble) model in a single checksummed file, no pickle.
 
-The file is a numpy ``.npz`` archive. ``meta.json`` (stored as bytes) holds the format version, the
-model configuration, the element table, the normalisation and free-form training metadata; each
-parameter array is stored under ``params/<path>`` with a leading ensemble axis K. ``sha256`` covers
+The file is an mlpkit archive (:func:`~mlpkit.fileio.archive_bytes`). ``meta.json`` holds the format
+version, the model configuration, the element table, the normalisation and free-form training metadata;
+each parameter array is stored under ``params/<path>`` with a leading ensemble axis K. ``sha256`` covers
 the metadata and every array (name, dtype, shape, bytes), so any corruption is detected on load.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import tokenize
-import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +17,7 @@ import numpy as np
 from flax import traverse_util
 
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import atomic_path, dataclass_from_dict
+from mlpkit.fileio import archive_bytes, dataclass_from_dict, read_archive, write_bytes_atomic
 from mlpkit.models import ModelConfig, params_mismatch
 from mlpkit.models.energy import Normalisation, ensemble_atom_energies, ensemble_evaluator, ensemble_potential
 from mlpkit.models.graph import ElementTable
@@ -72,7 +68,6 @@ class Checkpoint:
 
 def _metadata(checkpoint: Checkpoint) -> dict:
     return {
-        "format_version": FORMAT_VERSION,
         "model": checkpoint.config.to_dict(),
         "elements": list(checkpoint.table.symbols),
         "normalisation": dataclasses.asdict(checkpoint.normalisation),
@@ -80,36 +75,14 @@ def _metadata(checkpoint: Checkpoint) -> dict:
     }
 
 
-def _digest(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256(meta_bytes)
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def save_checkpoint(checkpoint: Checkpoint, path) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (a crash leaves the old file or none)."""
-    meta_bytes = json.dumps(_metadata(checkpoint), sort_keys=True).encode()
     flat = traverse_util.flatten_dict(jax.device_get(checkpoint.params), sep="/")
-    arrays = {PARAM_PREFIX + name: np.asarray(leaf) for name, leaf in flat.items()}
-    arrays["meta.json"] = np.frombuffer(meta_bytes, np.uint8)
-    arrays["sha256"] = np.frombuffer(_digest(meta_bytes, arrays).encode(), np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays)
+    arrays = {PARAM_PREFIX + name: leaf for name, leaf in flat.items()}
+    write_bytes_atomic(path, archive_bytes(_metadata(checkpoint), arrays, FORMAT_VERSION, checksum=True))
     return Path(path)
-
-
-def _read_arrays(path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError, tokenize.TokenError) as error:  # numpy parses .npy headers as Python literals
-        raise CheckpointError(f"{path}: not a readable mlpkit checkpoint ({error})") from None
 
 
 def checkpoint_path(spec) -> Path:
@@ -129,22 +102,7 @@ def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoin
     """Read and verify a checkpoint (a path or ``pretrained:NAME``); with ``expect_config`` it must hold
     exactly that model."""
     path = checkpoint_path(path)
-    arrays = _read_arrays(path)
-    if "meta.json" not in arrays or "sha256" not in arrays:
-        raise CheckpointError(f"{path}: not an mlpkit checkpoint (no metadata or checksum)")
-    meta_bytes = arrays.pop("meta.json").tobytes()
-    stored_digest = arrays.pop("sha256").tobytes().decode(errors="replace")
-    try:
-        meta = json.loads(meta_bytes)
-        version = int(meta["format_version"])
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        raise CheckpointError(f"{path}: corrupt checkpoint (metadata unreadable)") from None
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {version} is newer than this mlpkit reads ({FORMAT_VERSION}); upgrade mlpkit"
-        )
-    if _digest(meta_bytes, {**arrays, "meta.json": np.frombuffer(meta_bytes, np.uint8)}) != stored_digest:
-        raise CheckpointError(f"{path}: corrupt checkpoint (SHA-256 mismatch); retrain or restore a copy")
+    meta, arrays = read_archive(path, "checkpoint", FORMAT_VERSION, checksum=True, error=CheckpointError)
     try:
         config = dataclass_from_dict(ModelConfig, meta["model"], "model")
         table = dataclass_from_dict(ElementTable, {"symbols": meta["elements"]}, "elements")

@@ -1,4 +1,5 @@
-"""Atomic file writes (a crash never leaves a half-written file behind) and checked settings read from files."""
+"""Atomic file writes (a crash never leaves a half-written file behind), the one archive layout of mlpkit's npz files,
+and checked settings read from files."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ import dataclasses
 import fcntl
 import glob
 import hashlib
+import io
+import json
 import math
 import os
 import tempfile
+import tokenize
 import types
 import typing
+import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from mlpkit.errors import MlpkitError
+
+META = "meta.json"  # an archive's metadata: a JSON object with its format_version, stored as bytes
+CHECKSUM = "sha256"  # hex SHA-256 of an archive's metadata and arrays, in the formats that keep one
 
 
 @contextlib.contextmanager
@@ -75,6 +85,93 @@ def sha256_of(path: str | os.PathLike) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def archive_bytes(metadata: dict, arrays: dict, version: int, checksum: bool = False) -> bytes:
+    """An npz archive (no pickle) of ``arrays`` and ``metadata``: the layout of every mlpkit npz file.
+
+    ``meta.json`` holds ``metadata`` as JSON with ``format_version`` set to ``version``; with ``checksum``,
+    ``sha256`` covers the metadata and every array (:func:`archive_checksum`). Write it with
+    :func:`write_bytes_atomic`; :func:`read_archive` reads it back.
+    """
+    stored = {name: np.asarray(array) for name, array in arrays.items()}
+    meta_bytes = json.dumps({**metadata, "format_version": version}).encode()  # keys keep their order (CSV columns)
+    stored[META] = np.frombuffer(meta_bytes, np.uint8)
+    if checksum:
+        stored[CHECKSUM] = np.frombuffer(archive_checksum(meta_bytes, stored).encode(), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **stored)
+    return buffer.getvalue()
+
+
+def archive_checksum(meta_bytes: bytes, arrays: dict) -> str:
+    """SHA-256 over ``meta_bytes``, then each of ``arrays`` (all but the checksum) by name: name, dtype, shape, bytes."""
+    digest = hashlib.sha256(meta_bytes)
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def read_archive(path, what: str, version: int, checksum: bool = False,
+                 error: type[MlpkitError] = MlpkitError) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata (without ``format_version``) and arrays of the :func:`archive_bytes` file ``path``, a ``what``
+    of format ``version`` or older.
+
+    A missing, unreadable, truncated or foreign file, unreadable metadata, a format version this mlpkit does not
+    read, no checksum where ``checksum`` asks for one, and a checksum that does not fit all raise ``error`` (an
+    :class:`~mlpkit.errors.MlpkitError`) naming ``path`` and the problem.
+    """
+    def fail(problem: str) -> MlpkitError:
+        return error(f"{path}: {problem}")
+
+    arrays = _npz_arrays(path, what, fail)
+    stored_checksum = arrays.pop(CHECKSUM, None)
+    if checksum and stored_checksum is None:
+        raise fail(f"not an mlpkit {what} (no checksum)")
+    meta_bytes, metadata, found = _header(arrays, what, fail)
+    if type(found) is not int or found < 1:
+        raise fail(f"corrupt {what} (format version {found!r:.40})")
+    if found > version:
+        raise fail(f"{what} format {found} is newer than this mlpkit reads ({version}); upgrade mlpkit")
+    if stored_checksum is not None and stored_checksum.tobytes() != archive_checksum(meta_bytes, arrays).encode():
+        raise fail(f"corrupt {what} (SHA-256 mismatch); restore a copy or make it again")
+    arrays.pop(META, None)
+    return metadata, arrays
+
+
+def _npz_arrays(path, what: str, fail) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as stream, np.lib.npyio.NpzFile(stream) as archive:  # an archive only, never a pickle
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise fail(f"no such {what}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError, tokenize.TokenError) as error:  # numpy parses .npy headers as Python literals
+        raise fail(f"not a readable mlpkit {what} ({error})") from None
+
+
+def _header(arrays: dict, what: str, fail) -> tuple[bytes, dict, object]:
+    """The metadata's bytes, the metadata without its version, and the stored version.
+
+    Files from before this layout read as what they are: MD states kept their metadata under ``meta`` with no
+    version (theirs is 1), dataset caches had no metadata and kept their version as a ``format_version`` array.
+    """
+    if META in arrays:
+        meta_bytes, version = arrays[META].tobytes(), None
+    elif "meta" in arrays:
+        meta_bytes, version = arrays.pop("meta").tobytes(), 1
+    elif "format_version" in arrays:
+        meta_bytes, version = b"{}", arrays["format_version"].item() if arrays["format_version"].ndim == 0 else None
+    else:
+        raise fail(f"not an mlpkit {what} (no metadata)")
+    try:
+        metadata = json.loads(meta_bytes)
+    except (ValueError, RecursionError):
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise fail(f"corrupt {what} (metadata unreadable)")
+    return meta_bytes, metadata, metadata.pop("format_version", version)
 
 
 def dataclass_from_dict(cls, values, where: str = "settings"):

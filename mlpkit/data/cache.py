@@ -1,52 +1,33 @@
-"""Binary cache of a Dataset (numpy npz, no pickle), versioned and validated on load."""
+"""Binary cache of a Dataset (an mlpkit archive, no pickle), versioned and validated on load."""
 
 from __future__ import annotations
-
-import tokenize
-import zipfile
 
 import numpy as np
 
 from mlpkit.data.dataset import ATOM_FIELDS, FRAME_FIELDS, Dataset, validate
 from mlpkit.errors import DataError
-from mlpkit.fileio import atomic_path
+from mlpkit.fileio import archive_bytes, read_archive, write_bytes_atomic
 
 FORMAT_VERSION = 1
 
 
 def save_npz(dataset: Dataset, path) -> None:
     arrays = {name: getattr(dataset, name) for name in FRAME_FIELDS + ATOM_FIELDS}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, format_version=FORMAT_VERSION, **arrays)
+    arrays["format_version"] = np.asarray(FORMAT_VERSION)  # where caches kept it before meta.json, for older mlpkit
+    write_bytes_atomic(path, archive_bytes({}, arrays, FORMAT_VERSION))
 
 
 def load_npz(path) -> Dataset:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            version = _version(archive["format_version"]) if "format_version" in archive else None
-            if version != FORMAT_VERSION:
-                raise DataError(f"cache format {version}, this mlpkit reads {FORMAT_VERSION}", path=path, field="format_version")
-            arrays = {}
-            for name in FRAME_FIELDS + ATOM_FIELDS:
-                if name not in archive:
-                    raise DataError("missing", path=path, field=name)
-                arrays[name] = archive[name]
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError, tokenize.TokenError) as error:  # numpy parses .npy headers as Python literals
-        raise DataError(f"not a readable mlpkit cache: {error}", path=path) from None
+    _, stored = read_archive(path, "dataset cache", FORMAT_VERSION, error=DataError)
+    arrays = {}
+    for name in FRAME_FIELDS + ATOM_FIELDS:
+        if name not in stored:
+            raise DataError("missing", path=path, field=name)
+        arrays[name] = stored[name]
     _check_shapes(arrays, path)
     dataset = Dataset(**arrays)
     validate(dataset, path)
     return dataset
-
-
-def _version(stored: np.ndarray) -> int | None:
-    """The format version if ``stored`` is one integer, else None (refused as an unknown version)."""
-    return int(stored) if stored.shape == () and stored.dtype.kind in "iu" else None
 
 
 def _check_shapes(arrays: dict, path) -> None:

@@ -1,15 +1,15 @@
 """An MD run written to a folder: ``thermo.csv``, ``trajectory.extxyz`` and a resume state.
 
-After every chunk the thermo row and the frame are appended and flushed, then ``state.npz`` is
-replaced atomically; it records the state and how many bytes of each file belong to it. A run killed
-at any moment therefore resumes from its last chunk: :func:`open_run` cuts both files back to the
-recorded lengths and hands back the resume point, and the continued run is bit-identical.
+After every chunk the thermo row and the frame are appended and flushed, then ``state.npz`` (an mlpkit
+archive, :func:`~mlpkit.fileio.archive_bytes`) is replaced atomically; it records the state and how many
+bytes of each file belong to it. A run killed at any moment therefore resumes from its last chunk:
+:meth:`RunFolder.resume_point` cuts both files back to the recorded lengths and hands back the resume point, and the
+continued run is bit-identical.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import write_bytes_atomic
+from mlpkit.fileio import archive_bytes, read_archive, write_bytes_atomic
 from mlpkit.md.integrators import MDState
 from mlpkit.md.run import MDFrame, ResumePoint
 from mlpkit.potentials.base import voigt_from_tensor
@@ -28,6 +28,7 @@ THERMO_COLUMNS = (
     "step", "time_fs", "temperature_k", "potential_energy_ev", "kinetic_energy_ev", "total_energy_ev",
     "conserved_energy_ev", "pressure_gpa", "max_force_ev_per_a", "min_distance_a", "ensemble_spread_ev_per_a",
 )
+FORMAT_VERSION = 1  # of state.npz
 STATE_FIELDS = ("positions_a", "momenta", "forces_ev_per_a", "energy_ev", "stress_ev_per_a3", "key", "chain")
 
 
@@ -107,26 +108,26 @@ class RunFolder:
         self._save_state(frame.resume)
 
     def _save_state(self, point: ResumePoint) -> None:
-        arrays = {f"state/{name}": np.asarray(getattr(point.state, name)) for name in STATE_FIELDS}
+        arrays = {f"state/{name}": getattr(point.state, name) for name in STATE_FIELDS}
+        arrays["reference_a"] = point.reference_a
         meta = {
             "settings": self.settings, "step": point.step, "skin_a": point.skin_a, "capacity": point.capacity,
             "bytes": {"thermo": self.thermo_path.stat().st_size, "trajectory": self.trajectory_path.stat().st_size},
         }
-        buffer = io.BytesIO()
-        np.savez(buffer, reference_a=point.reference_a, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-        write_bytes_atomic(self.state_path, buffer.getvalue())
+        write_bytes_atomic(self.state_path, archive_bytes(meta, arrays, FORMAT_VERSION))
 
     def resume_point(self) -> ResumePoint | None:
         """The last finished chunk of an earlier run with the same settings (files cut back to it), or None."""
         if not self.state_path.exists():
             return None
         try:
-            with np.load(self.state_path, allow_pickle=False) as stored:
-                meta = json.loads(bytes(stored["meta"]).decode())
-                state = MDState(**{name: stored[f"state/{name}"] for name in STATE_FIELDS})
-                reference = stored["reference_a"]
-        except (OSError, ValueError, KeyError) as error:
-            raise MlpkitError(f"{self.state_path}: unreadable resume state ({error}); delete it to start afresh") from error
+            meta, stored = read_archive(self.state_path, "MD resume state", FORMAT_VERSION)
+            state = MDState(**{name: stored[f"state/{name}"] for name in STATE_FIELDS})
+            reference = stored["reference_a"]
+        except MlpkitError as error:
+            raise MlpkitError(f"{error}; delete it to start afresh") from None
+        except KeyError as error:
+            raise MlpkitError(f"{self.state_path}: MD resume state without {error}; delete it to start afresh") from None
         if meta["settings"] != self.settings:
             changed = sorted(k for k in set(meta["settings"]) | set(self.settings)
                              if meta["settings"].get(k) != self.settings.get(k))

@@ -4,7 +4,8 @@
 epoch and removes it when training finishes. A later ``train`` call with the same configuration, data
 and initial parameters (checked by a fingerprint) continues from it and reproduces the uninterrupted
 run exactly: parameters, EMA and optimiser state, the best state so far, the batch-order RNG and the
-history are all restored. A state from another run, or a damaged file, is ignored with a warning.
+history are all restored. The file is an mlpkit archive (:func:`~mlpkit.fileio.archive_bytes`); a state
+from another run, or a damaged file, is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import dataclasses
 import hashlib
 import json
 import warnings
-import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from mlpkit.fileio import atomic_path
+from mlpkit.errors import MlpkitError
+from mlpkit.fileio import archive_bytes, read_archive, write_bytes_atomic
 
 FORMAT_VERSION = 1
 TREES = ("params", "opt_state", "ema", "best")
@@ -68,14 +69,11 @@ def save_resume_state(path, state: TrainingState, run_fingerprint: str) -> None:
     arrays = {}
     for tree in TREES:
         for index, leaf in enumerate(jax.tree_util.tree_leaves(jax.device_get(getattr(state, tree)))):
-            arrays[f"{tree}/{index:05d}"] = np.asarray(leaf)
-    arrays["best_score"], arrays["best_epoch"] = np.asarray(state.best_score), np.asarray(state.best_epoch)
-    meta = {"format_version": FORMAT_VERSION, "fingerprint": run_fingerprint, "epoch": state.epoch, "count": state.count,
-            "rng_state": state.rng_state, "history": state.history, "elapsed_s": state.elapsed_s}
-    arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays)
+            arrays[f"{tree}/{index:05d}"] = leaf
+    arrays["best_score"], arrays["best_epoch"] = state.best_score, state.best_epoch
+    meta = {"fingerprint": run_fingerprint, "epoch": state.epoch, "count": state.count, "rng_state": state.rng_state,
+            "history": state.history, "elapsed_s": state.elapsed_s}
+    write_bytes_atomic(path, archive_bytes(meta, arrays, FORMAT_VERSION))
 
 
 def load_resume_state(path, template: TrainingState, run_fingerprint: str) -> TrainingState | None:
@@ -84,20 +82,22 @@ def load_resume_state(path, template: TrainingState, run_fingerprint: str) -> Tr
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        meta = json.loads(arrays.pop("meta.json").tobytes())
-        if meta.get("format_version") != FORMAT_VERSION or meta.get("fingerprint") != run_fingerprint:
-            warnings.warn(f"{path}: resume state of another training run (settings or data differ); starting afresh")
-            return None
+        meta, arrays = read_archive(path, "training resume state", FORMAT_VERSION)
+    except MlpkitError as error:
+        warnings.warn(f"{error}; starting afresh")
+        return None
+    if meta.get("fingerprint") != run_fingerprint:
+        warnings.warn(f"{path}: resume state of another training run (settings or data differ); starting afresh")
+        return None
+    try:
         trees = {tree: _restore(getattr(template, tree), arrays, tree) for tree in TREES}
         return TrainingState(
             epoch=int(meta["epoch"]), count=int(meta["count"]), **trees,
             best_score=arrays["best_score"], best_epoch=arrays["best_epoch"], rng_state=meta["rng_state"],
             history=meta["history"], elapsed_s=float(meta["elapsed_s"]),
         )
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        warnings.warn(f"{path}: unreadable resume state ({error}); starting afresh")
+    except (ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"{path}: unusable resume state ({error}); starting afresh")
         return None
 
 
