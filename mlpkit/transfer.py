@@ -10,7 +10,7 @@ tetrahedral bonding. What else happens is a :class:`TransferConfig` choice:
 - ``frozen_blocks``: keep the embedding, interaction or readout blocks at their source values.
 - ``learning_rate``: fine-tuning usually wants a smaller step than training from scratch, so as not
   to wash out the initialisation in the first epochs.
-- ``lattice_constants_a``: (source, target) diamond lattice constants; when given, the target model
+- ``lattice_constants_angstrom``: (source, target) diamond lattice constants; when given, the target model
   sees positions and cell multiplied by a_source / a_target (stored in the checkpoint's normalisation
   as ``length_scale``). Ge bonds are ~4–5 % longer than Si bonds, so without it every Si-trained
   radial filter meets Ge neighbours at distances it saw only under tension; with it, the Ge ground
@@ -54,7 +54,7 @@ class TransferConfig:
     refit_normalisation: bool = True
     frozen_blocks: tuple[str, ...] = ()
     learning_rate: float | None = 5e-4  # None: keep the training configuration's
-    lattice_constants_a: tuple[float, float] | None = None  # (source, target) Å; None: no length scaling
+    lattice_constants_angstrom: tuple[float, float] | None = None  # (source, target) Å; None: no length scaling
 
     @classmethod
     def plain(cls) -> TransferConfig:
@@ -64,7 +64,7 @@ class TransferConfig:
     @property
     def length_scale(self) -> float:
         """a_source / a_target: the factor applied to target positions and cell (1 without scaling)."""
-        return 1.0 if self.lattice_constants_a is None else self.lattice_constants_a[0] / self.lattice_constants_a[1]
+        return 1.0 if self.lattice_constants_angstrom is None else self.lattice_constants_angstrom[0] / self.lattice_constants_angstrom[1]
 
     def with_length_scaling(self, reference: str) -> TransferConfig:
         """This configuration with the lattice constants of ``reference`` ("sw" or "mlearn")."""
@@ -72,7 +72,7 @@ class TransferConfig:
             raise MlpkitError(f"no lattice constants for {reference!r}; known: {sorted(DIAMOND_LATTICE_ANGSTROM)}")
         (source, target), = self.element_map
         constants = DIAMOND_LATTICE_ANGSTROM[reference]
-        return dataclasses.replace(self, lattice_constants_a=(constants[source], constants[target]))
+        return dataclasses.replace(self, lattice_constants_angstrom=(constants[source], constants[target]))
 
 
 def transferred(source: Checkpoint, transfer: TransferConfig) -> Checkpoint:

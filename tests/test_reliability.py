@@ -30,7 +30,8 @@ from mlpkit.models import ModelConfig
 from mlpkit.study import run_study
 from mlpkit.training import TrainConfig
 from mlpkit.training.batches import BatchPlan
-from mlpkit.training.train import check_step_memory, step_memory_bytes, training_programs
+from mlpkit.training.memory import check_step_memory, step_memory_bytes
+from mlpkit.training.train import training_programs
 from conftest import STUDY_CONFIG as CONFIG
 
 REPO = Path(__file__).resolve().parents[1]

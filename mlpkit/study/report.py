@@ -49,8 +49,9 @@ def learning_curve_figure(rows: list[dict], metric: str = "force_mae_ev_per_a") 
     for init in sorted({row["init"] for row in rows}):
         sizes, mean, spread = curve(rows, init, metric)
         figure.add_trace(go.Scatter(x=sizes, y=mean, error_y={"type": "data", "array": spread}, mode="lines+markers", name=init))
+    sizes = sorted({row["size"] for row in rows})
     figure.update_layout(
-        xaxis={"type": "log", "title": "Ge training configurations"},
+        xaxis={"type": "log", "title": "Ge training configurations", "tickvals": sizes},  # one label per size run
         yaxis={"type": "log", "title": f"Ge test {METRICS.get(metric, metric)}"},
         template="plotly_white", height=420,
     )

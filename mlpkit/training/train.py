@@ -32,6 +32,7 @@ from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
 from mlpkit.training.evaluate import member_metrics, member_sums_program
 from mlpkit.training.loss import LossWeights, batch_loss, predict_batch
+from mlpkit.training.memory import available_memory_bytes, check_step_memory
 from mlpkit.training.resume import (
     TrainingState, fingerprint, load_resume_state, remove_resume_state, resume_path, save_resume_state,
 )
@@ -128,42 +129,6 @@ def _optimiser(config: TrainConfig):
     return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
 
 
-# bytes of XLA's temporary buffers per (edge × feature × layer) of a float32 training step, one member; DimeNet++
-# per (triplet × feature × layer). Measured with ``compile().memory_analysis()`` on 8 × 64-atom Si batches.
-STEP_BYTES = {"painn": 130.0, "mace": 185.0, "dimenet++": 42.0}
-MEMORY_SHARE = 0.8  # of the memory available, the most a training step may plan to take
-
-
-def step_memory_bytes(model: ModelConfig, batch: tuple[int, int, int], members: int, float64: bool) -> float:
-    """Estimated temporary memory of one training step on a batch of (frames, padded atoms, neighbours)."""
-    frames, atoms, neighbors = batch
-    pairs = frames * atoms * neighbors * (neighbors if model.architecture == "dimenet++" else 1)
-    return STEP_BYTES[model.architecture] * pairs * model.features * model.layers * members * (2 if float64 else 1)
-
-
-def available_memory_bytes() -> float:
-    """Memory the default device can still give: its allocator's limit on a GPU, MemAvailable on a CPU host."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    with open("/proc/meminfo") as stream:
-        fields = dict(line.split(":", 1) for line in stream)
-    return float(fields["MemAvailable"].split()[0]) * 1024
-
-
-def check_step_memory(config: TrainConfig, plan: BatchPlan, available_bytes: float) -> None:
-    """Refuse, before compiling, a training step whose padded batch would not fit in ``available_bytes``."""
-    frames, atoms, neighbors = plan.largest_batch
-    need = step_memory_bytes(config.model, plan.largest_batch, len(config.seeds), config.float64)
-    if need > MEMORY_SHARE * available_bytes:
-        smaller = max(1, int(frames * MEMORY_SHARE * available_bytes / need))
-        raise MlpkitError(
-            f"one training step needs about {need / 1e9:.1f} GB (batches of {frames} frames padded to {atoms} atoms × "
-            f"{neighbors} neighbours, {len(config.seeds)} member(s)), and {available_bytes / 1e9:.1f} GB is available: "
-            + (f"use a batch size of {smaller} (--batch-size), or " if smaller < frames else "")
-            + "train without the largest frames, a smaller model (--features, --layers) or fewer members")
-
-
 def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
@@ -254,35 +219,10 @@ def train(
         train_plan = BatchPlan(train_set, cutoff_a, config.batch_size, dtype)
         validation_plan = BatchPlan(validation_set, cutoff_a, config.batch_size, dtype)
         check_step_memory(config, train_plan, available_memory_bytes())
-        if initial_params is None:
-            initial_params = _stack([init_params(config.model, len(table), seed) for seed in config.seeds])
-        problem = params_mismatch(initial_params, config.model, len(table))
-        if problem:
-            raise MlpkitError(f"the initial parameters do not fit {config.model} with {len(table)} element(s): {problem}")
-        params = cast_params(initial_params, dtype)
-        n_members = len(jax.tree_util.tree_leaves(params)[0])
-        if n_members != len(config.seeds):
-            raise MlpkitError(f"initial parameters hold {n_members} members, config.seeds {len(config.seeds)}")
+        params = _checked_params(config, len(table), initial_params, dtype)
         schedule = _schedule(config, len(train_plan))
-        step, member_sums, optimiser = training_programs(config, table)
-        arrays = normalisation.arrays(dtype)
-
-        def stepper(step):
-            def run_step(params, opt_state, ema, count: int, batch):
-                learning_rate = jnp.asarray(schedule(count), dtype)
-                return step(params, opt_state, ema, jnp.asarray(count, dtype), learning_rate, arrays, batch)
-            return run_step
-
-        late_step = stepper(training_programs(config, table, config.late_weights)[0]) if config.late_weights else None
-
-        def sums(params, batch):
-            return member_sums(params, arrays, batch)
-
-        state = TrainingState(
-            epoch=-1, count=0, params=params, opt_state=jax.vmap(optimiser.init)(params), ema=params,
-            best=jax.device_get(params), best_score=np.full(n_members, np.inf), best_epoch=np.zeros(n_members, int),
-            rng_state=np.random.default_rng(config.data_seed).bit_generator.state, history=[], elapsed_s=0.0,
-        )
+        step_for, sums, optimiser = _epoch_programs(config, table, schedule, normalisation.arrays(dtype), dtype)
+        state = _fresh_state(config, params, optimiser)
         resume_file = resume_path(checkpoint_path) if checkpoint_path is not None else None
         run_fingerprint = _run_fingerprint(config, table, normalisation, params, train_set, validation_set)
         if resume_file is not None:
@@ -293,24 +233,14 @@ def train(
                 callback(epoch, metrics)
 
         def best_checkpoint(state: TrainingState) -> Checkpoint:
-            metadata = {
-                "train_config": dataclasses.asdict(config),
-                "best_epoch": state.best_epoch.tolist(),
-                "best_validation_force_mae_ev_per_a": state.best_score.tolist(),
-                "training_frames": len(train_set),
-                "validation_frames": len(validation_set),
-                "epochs_run": state.epoch,
-            }
-            return Checkpoint(config.model, table, normalisation, state.best, metadata)
+            return _best_checkpoint(state, config, table, normalisation, len(train_set), len(validation_set))
 
         bar = tqdm(total=config.max_epochs + 1, initial=state.epoch + 1, desc="training", unit="epoch", disable=not progress)
         stopped = False
         while not stopped and state.epoch < config.max_epochs and _patience_left(state, config.patience_epochs):
-            late_start = config.late_start_epoch
-            if state.epoch + 1 == late_start:  # the late stage chooses its own best state, with fresh patience
-                state = dataclasses.replace(state, best_score=np.full(n_members, np.inf), best_epoch=np.full(n_members, late_start))
-            run_step = late_step if late_start is not None and state.epoch + 1 >= late_start else stepper(step)
-            state, improved = _epoch(state, run_step, sums, train_plan, validation_plan, config, schedule, start)
+            if state.epoch + 1 == config.late_start_epoch:
+                state = _entering_late_stage(state, config.late_start_epoch)
+            state, improved = _epoch(state, step_for(state.epoch + 1), sums, train_plan, validation_plan, config, schedule, start)
             if improved.any() and checkpoint_path is not None:
                 save_checkpoint(best_checkpoint(state), checkpoint_path)
             metrics = state.history[-1]
@@ -325,6 +255,65 @@ def train(
         save_checkpoint(checkpoint, checkpoint_path)
         remove_resume_state(resume_file)
     return TrainResult(checkpoint, state.history, state.best_epoch, time.perf_counter() - start)
+
+
+def _checked_params(config: TrainConfig, n_elements: int, initial_params, dtype):
+    """The members' starting parameters: ``initial_params`` if given (checked against the model), else random."""
+    if initial_params is None:
+        initial_params = _stack([init_params(config.model, n_elements, seed) for seed in config.seeds])
+    problem = params_mismatch(initial_params, config.model, n_elements)
+    if problem:
+        raise MlpkitError(f"the initial parameters do not fit {config.model} with {n_elements} element(s): {problem}")
+    n_members = len(jax.tree_util.tree_leaves(initial_params)[0])
+    if n_members != len(config.seeds):
+        raise MlpkitError(f"initial parameters hold {n_members} members, config.seeds {len(config.seeds)}")
+    return cast_params(initial_params, dtype)
+
+
+def _epoch_programs(config: TrainConfig, table: ElementTable, schedule, arrays, dtype):
+    """(step_for(epoch) -> the optimiser step of that epoch, validation sums, optimiser), bound to the
+    learning-rate schedule and the normalisation ``arrays``; the late stage's epochs get its loss weights."""
+    step, member_sums, optimiser = training_programs(config, table)
+    late = training_programs(config, table, config.late_weights)[0] if config.late_weights else None
+
+    def bound(program):
+        def run_step(params, opt_state, ema, count: int, batch):
+            learning_rate = jnp.asarray(schedule(count), dtype)
+            return program(params, opt_state, ema, jnp.asarray(count, dtype), learning_rate, arrays, batch)
+        return run_step
+
+    def step_for(epoch: int):
+        return bound(late if late is not None and epoch >= config.late_start_epoch else step)
+
+    return step_for, (lambda params, batch: member_sums(params, arrays, batch)), optimiser
+
+
+def _fresh_state(config: TrainConfig, params, optimiser) -> TrainingState:
+    n_members = len(config.seeds)
+    return TrainingState(
+        epoch=-1, count=0, params=params, opt_state=jax.vmap(optimiser.init)(params), ema=params,
+        best=jax.device_get(params), best_score=np.full(n_members, np.inf), best_epoch=np.zeros(n_members, int),
+        rng_state=np.random.default_rng(config.data_seed).bit_generator.state, history=[], elapsed_s=0.0,
+    )
+
+
+def _entering_late_stage(state: TrainingState, first_epoch: int) -> TrainingState:
+    """The late stage chooses its own best state, with fresh patience from its first epoch."""
+    n_members = len(state.best_score)
+    return dataclasses.replace(state, best_score=np.full(n_members, np.inf), best_epoch=np.full(n_members, first_epoch))
+
+
+def _best_checkpoint(state: TrainingState, config: TrainConfig, table: ElementTable, normalisation: Normalisation,
+                     training_frames: int, validation_frames: int) -> Checkpoint:
+    metadata = {
+        "train_config": dataclasses.asdict(config),
+        "best_epoch": state.best_epoch.tolist(),
+        "best_validation_force_mae_ev_per_a": state.best_score.tolist(),
+        "training_frames": training_frames,
+        "validation_frames": validation_frames,
+        "epochs_run": state.epoch,
+    }
+    return Checkpoint(config.model, table, normalisation, state.best, metadata)
 
 
 def _warn_about_outliers(train_set: Dataset, validation_set: Dataset, cutoff_a: float) -> None:

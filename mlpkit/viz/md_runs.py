@@ -12,7 +12,7 @@ import numpy as np
 from ase import Atoms
 
 from mlpkit.calculator import SWCalculator
-from mlpkit.md import MDConfig, MDError, run_md
+from mlpkit.md import MDConfig, MDError, StabilityLimits, run_md
 from mlpkit.potentials import Potential
 from mlpkit.viz.figures import record_md_frame
 from mlpkit.viz.jobs import Job
@@ -28,15 +28,16 @@ def force_error_per_atom(atoms: Atoms, positions_a, forces_ev_per_a, element: st
 
 def compare_md(potentials: dict[str, Potential], atoms: Atoms, config: MDConfig, n_chunks: int, figure, job: Job,
                view=None, watch: str | None = None, element: str | None = None, seed: int = 0, keep_frames: bool = False,
-               start_k: float | None = None) -> dict[str, dict]:
+               start_k: float | None = None, limits: StabilityLimits = StabilityLimits()) -> dict[str, dict]:
     """Run every potential from the same start, a chunk each in turn, plotting T and energies as they come.
 
     ``view`` (a :class:`~mlpkit.viz.structure.StructureView`) follows the run named ``watch``, its atoms
     coloured by their force error against SW ``element`` when given. ``start_k``: the temperature of the
-    starting velocities (default: the thermostat's). Returns per run: ``chunks`` done,
+    starting velocities (default: the thermostat's); ``limits`` those of the stability monitor. Returns per run: ``chunks`` done,
     ``instability`` (None if it stayed physical), its ``last`` frame and, with ``keep_frames``, all its ``frames``.
     """
-    runs = {name: run_md(potential, atoms, n_chunks, config, seed=seed, initial_temperature_k=start_k, progress=False)
+    runs = {name: run_md(potential, atoms, n_chunks, config, seed=seed, initial_temperature_k=start_k, progress=False,
+                   limits=limits)
             for name, potential in potentials.items()}
     outcome = {name: {"chunks": 0, "instability": None, "last": None, "frames": []} for name in potentials}
     while runs and not job.stop_requested:
