@@ -90,3 +90,10 @@ def metrics_from_sums(sums: dict) -> dict:
         "stress_mae_gpa": GPA_PER_EV_PER_A3 * mean("stress_abs", "stress_n"),
         "stress_rmse_gpa": GPA_PER_EV_PER_A3 * np.sqrt(mean("stress_sq", "stress_n")),
     }
+
+
+def weighted_validation_loss(metrics: dict, weights: LossWeights) -> float:
+    """The energy and force terms of the loss from validation ``metrics`` (:func:`metrics_from_sums`): what
+    a late stage with ``weights`` minimises, so that it can choose its best state by its own objective."""
+    energy_rmse_ev = metrics["energy_rmse_mev_per_atom"] / 1000
+    return weights.energy * energy_rmse_ev**2 + weights.forces * metrics["force_rmse_ev_per_a"] ** 2

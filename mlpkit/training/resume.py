@@ -22,7 +22,7 @@ import numpy as np
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import archive_bytes, read_archive, write_bytes_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TREES = ("params", "opt_state", "ema", "best")
 
 
@@ -31,7 +31,8 @@ class TrainingState:
     """A run after ``epoch`` (−1: nothing done yet) and ``count`` optimiser steps.
 
     ``params``, ``opt_state``, ``ema`` and ``best`` are pytrees with a leading member axis K;
-    ``best_score`` and ``best_epoch`` are [K]; ``rng_state`` is the batch-order generator's state.
+    ``best_score`` (the score the best state was chosen by), ``best_force_mae`` (its validation force MAE,
+    eV/Å) and ``best_epoch`` are [K]; ``rng_state`` is the batch-order generator's state.
     """
 
     epoch: int
@@ -41,6 +42,7 @@ class TrainingState:
     ema: object
     best: object
     best_score: np.ndarray
+    best_force_mae: np.ndarray
     best_epoch: np.ndarray
     rng_state: dict
     history: list
@@ -70,7 +72,8 @@ def save_resume_state(path, state: TrainingState, run_fingerprint: str) -> None:
     for tree in TREES:
         for index, leaf in enumerate(jax.tree_util.tree_leaves(jax.device_get(getattr(state, tree)))):
             arrays[f"{tree}/{index:05d}"] = leaf
-    arrays["best_score"], arrays["best_epoch"] = state.best_score, state.best_epoch
+    for name in ("best_score", "best_force_mae", "best_epoch"):
+        arrays[name] = getattr(state, name)
     meta = {"fingerprint": run_fingerprint, "epoch": state.epoch, "count": state.count, "rng_state": state.rng_state,
             "history": state.history, "elapsed_s": state.elapsed_s}
     write_bytes_atomic(path, archive_bytes(meta, arrays, FORMAT_VERSION))
@@ -93,7 +96,8 @@ def load_resume_state(path, template: TrainingState, run_fingerprint: str) -> Tr
         trees = {tree: _restore(getattr(template, tree), arrays, tree) for tree in TREES}
         return TrainingState(
             epoch=int(meta["epoch"]), count=int(meta["count"]), **trees,
-            best_score=arrays["best_score"], best_epoch=arrays["best_epoch"], rng_state=meta["rng_state"],
+            best_score=arrays["best_score"], best_force_mae=arrays["best_force_mae"], best_epoch=arrays["best_epoch"],
+            rng_state=meta["rng_state"],
             history=meta["history"], elapsed_s=float(meta["elapsed_s"]),
         )
     except (ValueError, KeyError, TypeError) as error:

@@ -31,7 +31,7 @@ from mlpkit.models.energy import Normalisation, cast_params, fit_normalisation, 
 from mlpkit.models.graph import ElementTable
 from mlpkit.training.batches import BatchPlan
 from mlpkit.training.evaluate import member_metrics, member_sums_program
-from mlpkit.training.loss import LossWeights, batch_loss, predict_batch
+from mlpkit.training.loss import LossWeights, batch_loss, predict_batch, weighted_validation_loss
 from mlpkit.training.memory import available_memory_bytes, check_step_memory
 from mlpkit.training.resume import (
     TrainingState, fingerprint, load_resume_state, remove_resume_state, resume_path, save_resume_state,
@@ -95,7 +95,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    checkpoint: Checkpoint  # best (lowest validation force MAE) EMA weights of each member
+    checkpoint: Checkpoint  # best EMA weights of each member (lowest validation force MAE, or late-stage loss)
     history: list[dict]  # one dict of metrics per epoch
     best_epoch: np.ndarray  # [K]
     wall_s: float
@@ -292,7 +292,8 @@ def _fresh_state(config: TrainConfig, params, optimiser) -> TrainingState:
     n_members = len(config.seeds)
     return TrainingState(
         epoch=-1, count=0, params=params, opt_state=jax.vmap(optimiser.init)(params), ema=params,
-        best=jax.device_get(params), best_score=np.full(n_members, np.inf), best_epoch=np.zeros(n_members, int),
+        best=jax.device_get(params), best_score=np.full(n_members, np.inf), best_force_mae=np.full(n_members, np.nan),
+        best_epoch=np.zeros(n_members, int),
         rng_state=np.random.default_rng(config.data_seed).bit_generator.state, history=[], elapsed_s=0.0,
     )
 
@@ -308,7 +309,8 @@ def _best_checkpoint(state: TrainingState, config: TrainConfig, table: ElementTa
     metadata = {
         "train_config": dataclasses.asdict(config),
         "best_epoch": state.best_epoch.tolist(),
-        "best_validation_force_mae_ev_per_a": state.best_score.tolist(),
+        "best_validation_force_mae_ev_per_a": state.best_force_mae.tolist(),
+        "best_chosen_by": "late-stage weighted validation loss" if config.late_weights else MONITOR,
         "training_frames": training_frames,
         "validation_frames": validation_frames,
         "epochs_run": state.epoch,
@@ -344,17 +346,26 @@ def _epoch(state: TrainingState, step, sums, train_plan: BatchPlan, validation_p
             count += 1
         _check_finite(np.asarray(jax.device_get(losses)), frames, epoch)  # host stack: no compile per batch count
     members = member_metrics(sums, ema, validation_plan)
-    scores = np.array([m[MONITOR] for m in members])
-    if not np.isfinite(scores).all():
-        raise TrainingError(f"the validation force MAE is {scores.tolist()} at epoch {epoch}: the parameters are no longer "
+    force_mae = np.array([m[MONITOR] for m in members])
+    if not np.isfinite(force_mae).all():
+        raise TrainingError(f"the validation force MAE is {force_mae.tolist()} at epoch {epoch}: the parameters are no longer "
                             "finite; lower the learning rate or inspect the data (mlpkit.data.outlier_report)")
     best, best_score, best_epoch, improved = update_best(
-        state.best, state.best_score, state.best_epoch, jax.device_get(ema), scores, epoch, config.patience_epochs
+        state.best, state.best_score, state.best_epoch, jax.device_get(ema), _scores(members, epoch, config), epoch,
+        config.patience_epochs
     )
+    best_force_mae = np.where(improved, force_mae, state.best_force_mae)
     metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
-    next_state = TrainingState(epoch, count, params, opt_state, ema, best, best_score, best_epoch,
+    next_state = TrainingState(epoch, count, params, opt_state, ema, best, best_score, best_force_mae, best_epoch,
                                rng.bit_generator.state, state.history + [metrics], metrics["elapsed_s"])
     return next_state, improved
+
+
+def _scores(members: list[dict], epoch: int, config: TrainConfig) -> np.ndarray:
+    """What each member's best state is chosen by [K]: the validation force MAE, or within a late stage the
+    stage's own weighted validation loss (it trades some force accuracy for energy accuracy)."""
+    late = config.late_weights is not None and epoch >= config.late_start_epoch
+    return np.array([weighted_validation_loss(m, config.late_weights) if late else m[MONITOR] for m in members])
 
 
 def _check_finite(losses: np.ndarray, frames: list[np.ndarray], epoch: int) -> None:
