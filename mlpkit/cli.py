@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--sizes", type=int, nargs="+", help="Ge training frames per run, 0 = all (default 5 10 25 50 100 0)")
     study.add_argument("--seeds", type=int, default=3, help="seeds per cell, trained together as one ensemble (default 3)")
     study.add_argument("--inits", nargs="+", default=["scratch", "transfer"],
-                       help="scratch, transfer, transfer-plain; with the suffix -active (scratch-active, transfer-active) "
-                            "on the Ge frames the Si ensemble disagrees on most instead of random ones (default: scratch transfer)")
+                       help="scratch, transfer, transfer-plain; scratch-/transfer- with the suffix -active (the Ge frames the Si "
+                            "ensemble disagrees on most) or -diverse (farthest-point sampling in the transferred model's "
+                            "features) instead of random frames (default: scratch transfer)")
     study.add_argument("--rescale-lengths", action=argparse.BooleanOptionalAction, default=True,
                        help="'transfer' models see Ge geometry scaled by a_Si / a_Ge of the data's reference (default: on, "
                             "the best protocol measured; 'transfer-plain', the paper's, never is)")

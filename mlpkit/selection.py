@@ -1,19 +1,34 @@
-"""Active selection: which target configurations to label first, by the source ensemble's disagreement.
+"""Which target configurations to label first: rankings of an unlabelled pool by the transferred model.
 
-An ensemble trained on Si, remapped to Ge (:func:`mlpkit.transfer.transferred`), predicts forces on
-every unlabelled Ge configuration. Where its members disagree most, the transferred model knows least,
-so those frames are the most informative to compute with the reference and train on. Ranking the pool
-once and taking its first N frames keeps the selections nested (N = 10 ⊂ N = 25), as for random subsets.
+A model trained on Si, remapped to Ge (:func:`mlpkit.transfer.transferred`), sees every unlabelled Ge
+configuration before any Ge label exists. Two rankings use it:
+
+- *active* (:func:`force_disagreement`): where the members of a source ensemble disagree most, the
+  transferred model knows least. It tends to pick only the hottest, most distorted frames.
+- *diverse* (:func:`structure_descriptors`, :func:`farthest_point_order`): each frame is described by the
+  mean and spread over its atoms of the model's own per-atom invariant features, and frames are taken
+  greedily farthest from those already taken, so that N frames cover the pool's kinds of environment
+  in proportion to the groups the pool declares.
+
+Ranking the pool once and taking its first N frames keeps the selections nested (N = 10 ⊂ N = 25), as
+for random subsets. benchmarks/RESULTS.md compares both with random selection.
 """
 
 from __future__ import annotations
 
+import functools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.training.evaluate import predict_members
+from mlpkit.models import ModelConfig
+from mlpkit.models.energy import atom_features_fn, cast_params
+from mlpkit.models.graph import ElementTable
+from mlpkit.training.evaluate import evaluation_plan, predict_members
 
 
 def force_disagreement(checkpoint: Checkpoint, dataset: Dataset) -> np.ndarray:
@@ -30,3 +45,65 @@ def ranked_by_disagreement(disagreement: np.ndarray) -> np.ndarray:
     """Frame indices, most disputed first (ties keep their pool order): ``order[:n]`` are nested selections."""
     return np.argsort(-np.asarray(disagreement), kind="stable")
 
+
+
+def structure_descriptors(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> np.ndarray:
+    """[F, 2C]: per frame, the mean and the standard deviation over its atoms of the first member's per-atom
+    invariant features (:func:`~mlpkit.models.energy.atom_features_fn`); one compiled program for the pool."""
+    program = _descriptor_program(checkpoint.config, checkpoint.table)
+    arrays = checkpoint.normalisation.arrays(np.float32)
+    params = cast_params(jax.tree.map(lambda stacked: stacked[0], checkpoint.params), np.float32)
+    descriptors = None
+    for frames, batch in evaluation_plan(checkpoint, dataset, batch_size).indexed_batches():
+        values = jax.device_get(program(params, arrays, batch))[:len(frames)]  # [B, 2C]
+        descriptors = np.zeros((len(dataset), values.shape[1])) if descriptors is None else descriptors
+        descriptors[frames] = values
+    return descriptors
+
+
+@functools.lru_cache(maxsize=8)
+def _descriptor_program(config: ModelConfig, table: ElementTable):
+    features = atom_features_fn(config, table)
+
+    def describe(params, normalisation, positions_a, cell_a, species, neighbors):
+        per_atom = features(params, normalisation, positions_a, cell_a, species, neighbors)  # [N, C]
+        mask = (species > 0)[:, None]
+        n_atoms = jnp.maximum(jnp.sum(mask), 1)
+        mean = jnp.sum(per_atom, axis=0) / n_atoms
+        spread = jnp.sqrt(jnp.sum(jnp.where(mask, (per_atom - mean) ** 2, 0.0), axis=0) / n_atoms)
+        return jnp.concatenate([mean, spread])
+
+    def batched(params, normalisation, batch):
+        return jax.vmap(lambda *frame: describe(params, normalisation, *frame))(
+            batch.positions_a, batch.cell_a, batch.species, batch.neighbors)
+
+    return jax.jit(batched)
+
+
+def farthest_point_order(descriptors: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """A ranking of the pool (frame indices, best first) by greedy farthest-point sampling.
+
+    Descriptor columns are standardised; the first frame is the one farthest along a random direction
+    drawn from ``seed``, and each next frame the one farthest (Euclidean) from every frame taken so far.
+    With ``groups`` ([F] labels), each step first chooses the group furthest below its share of the pool,
+    so that the first N frames hold the groups in proportion. Permuting the pool permutes the ranking
+    (up to exact ties, which take the earlier frame); ``order[:n]`` are nested selections.
+    """
+    x = np.asarray(descriptors, dtype=np.float64)
+    x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    labels = np.zeros(len(x), dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    share = np.bincount(labels) / len(x)
+    taken = np.zeros(len(x), dtype=bool)
+    counts = np.zeros(len(share))
+    distance = x @ np.random.default_rng(seed).normal(size=x.shape[1])  # the first pick is the largest projection
+    order = []
+    for step in range(len(x)):
+        deficit = np.where(np.bincount(labels[~taken], minlength=len(share)) > 0, share * (step + 1) - counts, -np.inf)
+        candidates = np.flatnonzero(~taken & (labels == np.argmax(deficit)))
+        pick = candidates[np.argmax(distance[candidates])]
+        order.append(pick)
+        taken[pick] = True
+        counts[labels[pick]] += 1
+        gap = np.linalg.norm(x - x[pick], axis=1)
+        distance = gap if step == 0 else np.minimum(distance, gap)
+    return np.array(order)

@@ -62,6 +62,15 @@ def distorted(element="Si", repeat=(1, 1, 1), seed=0):
     return rattled(strained(diamond(element, repeat), rng.uniform(-0.03, 0.03, 6)), 0.15, seed)
 
 
+def rigidly_moved(atoms, seed: int):
+    """(``atoms`` rotated by a random orthogonal matrix and translated, that matrix)."""
+    rotation = np.linalg.qr(np.random.default_rng(seed).standard_normal((3, 3)))[0]
+    moved = atoms.copy()
+    moved.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    moved.positions = atoms.positions @ rotation.T + np.array([0.7, -1.3, 2.1])
+    return moved, rotation
+
+
 def results(atoms, checkpoint):
     atoms = atoms.copy()
     atoms.calc = MLPCalculator(checkpoint, float64=True)

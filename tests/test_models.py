@@ -19,7 +19,7 @@ from mlpkit.models.graph import polynomial_envelope
 from mlpkit.md import run_md
 from mlpkit.neighbors import build_neighbors
 from mlpkit.structures import diamond
-from conftest import distorted, random_checkpoint, results, self_force_constant_ev_per_a2
+from conftest import distorted, random_checkpoint, results, rigidly_moved, self_force_constant_ev_per_a2
 
 ARCHITECTURES = ["painn", "dimenet++", "mace"]
 
@@ -37,10 +37,7 @@ def test_energy_is_invariant_and_forces_rotate_with_the_structure(architecture):
     checkpoint = random_checkpoint(architecture)
     atoms = distorted(seed=1)
     energy, forces, _, _ = results(atoms, checkpoint)
-    rotation = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))[0]
-    moved = atoms.copy()
-    moved.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
-    moved.positions = atoms.positions @ rotation.T + np.array([0.7, -1.3, 2.1])
+    moved, rotation = rigidly_moved(atoms, seed=3)
     energy_moved, forces_moved, _, _ = results(moved, checkpoint)
     assert energy_moved == pytest.approx(energy, abs=1e-9)
     np.testing.assert_allclose(forces_moved, forces @ rotation.T, atol=1e-9)

@@ -50,13 +50,26 @@ def test_active_selection_takes_the_most_disputed_frames_nested(finished):
     out, _ = finished
     data, checksums = load_study_data(CONFIG), data_checksums(CONFIG)
     source = cells.source_model(CONFIG, data, checksums, out, progress=False, wait_timeout_s=None)
-    order = cells.active_order(CONFIG, data, source, checksums, out)
+    order = cells.ranked_order("active", CONFIG, data, source, checksums, out)
     transfer = recipe_of(CONFIG, "transfer").transfer
     disagreement = force_disagreement(transferred(source["checkpoint"], transfer), data.ge_pool)
     assert sorted(order) == list(range(len(data.ge_pool)))
     assert disagreement[order[:4]].min() >= np.delete(disagreement, order[:4]).max()  # the top of the ranking
     active = data.ge_pool.select(order)
     assert active.first(2) == active.first(4).first(2)  # nested: N = 2 ⊂ N = 4
+
+
+def test_diverse_selection_ranks_the_pool_once_in_group_proportion(finished):
+    out, _ = finished
+    data, checksums = load_study_data(CONFIG), data_checksums(CONFIG)
+    source = cells.source_model(CONFIG, data, checksums, out, progress=False, wait_timeout_s=None)
+    order = cells.ranked_order("diverse", CONFIG, data, source, checksums, out)
+    assert sorted(order) == list(range(len(data.ge_pool))) and order != cells.ranked_order("active", CONFIG, data, source, checksums, out)
+    assert cells.ranked_order("diverse", CONFIG, data, source, checksums, out) == order  # read back from its order.json
+    groups, counts = np.unique(data.ge_pool.group, return_counts=True)
+    taken = data.ge_pool.group[order[:20]]
+    for group, count in zip(groups, counts):  # each group within one frame of its share of the first 20
+        assert abs(np.sum(taken == group) - 20 * count / len(data.ge_pool)) <= 1
 
 
 def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(finished, monkeypatch):

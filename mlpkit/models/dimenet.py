@@ -116,4 +116,5 @@ class DimeNetPP(nn.Module):
             interaction = Interaction(self.features, self.triplet_features, self.basis_features, name=f"interaction_{layer}")
             messages = interaction(messages, radial, angular, graph)
             energy = energy + Output(self.features, name=f"readout_{layer + 1}")(messages, radial, graph)
+        self.sow("intermediates", "atom_features", messages.sum(axis=1))  # read by models.energy.atom_features_fn
         return energy

@@ -65,16 +65,41 @@ def normalised_atom_energies_fn(config: ModelConfig, table: ElementTable):
     energy (zero on padding) for one set of parameters, the normalisation given as
     :meth:`Normalisation.arrays`: one compiled program serves every normalisation (every cell of a study)."""
     model = build_model(config, len(table))
-    lookup = table.slot_lookup()
+    graph_of = _scaled_graph_fn(config, table)
 
     def atom_energies(params, normalisation: dict, positions_a, cell_a, species, neighbors: Neighbors):
-        length_scale = normalisation["length_scale"]
-        graph = build_graph(positions_a * length_scale, cell_a * length_scale, species, neighbors, lookup, config.cutoff_a)
+        graph = graph_of(normalisation, positions_a, cell_a, species, neighbors)
         shift = jnp.asarray(normalisation["shift_ev"])[graph.slot]
         scale = jnp.asarray(normalisation["scale_ev"])[graph.slot]
         return jnp.where(graph.atom_mask, model.apply(params, graph) * scale + shift, 0.0)  # [N] eV
 
     return atom_energies
+
+
+def atom_features_fn(config: ModelConfig, table: ElementTable):
+    """``f(params, normalisation_arrays, positions_a, cell_a, species, neighbors) -> [N, C]``: each atom's
+    invariant features as the model's readout sees them (what every architecture sows as ``atom_features``),
+    zero on padding; the model's learned description of each atomic environment."""
+    model = build_model(config, len(table))
+    graph_of = _scaled_graph_fn(config, table)
+
+    def atom_features(params, normalisation: dict, positions_a, cell_a, species, neighbors: Neighbors):
+        graph = graph_of(normalisation, positions_a, cell_a, species, neighbors)
+        _, state = model.apply(params, graph, mutable=["intermediates"])
+        (features,) = state["intermediates"]["atom_features"]
+        return jnp.where(graph.atom_mask[:, None], features, 0.0)
+
+    return atom_features
+
+
+def _scaled_graph_fn(config: ModelConfig, table: ElementTable):
+    lookup = table.slot_lookup()
+
+    def graph_of(normalisation: dict, positions_a, cell_a, species, neighbors: Neighbors):
+        length_scale = normalisation["length_scale"]
+        return build_graph(positions_a * length_scale, cell_a * length_scale, species, neighbors, lookup, config.cutoff_a)
+
+    return graph_of
 
 
 def normalised_energy_fn(config: ModelConfig, table: ElementTable):

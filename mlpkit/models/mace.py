@@ -126,6 +126,7 @@ class MACE(nn.Module):
             if layer < self.layers - 1:
                 energy = energy + nn.Dense(1, use_bias=False, name=f"readout_{layer}")(invariants)[:, 0]
             else:
+                self.sow("intermediates", "atom_features", invariants)  # read by models.energy.atom_features_fn
                 hidden = nn.silu(nn.Dense(self.features // 2, name="readout_hidden")(invariants))
                 energy = energy + nn.Dense(1, name="readout")(hidden)[:, 0]
         return energy

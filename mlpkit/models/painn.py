@@ -83,5 +83,6 @@ class PaiNN(nn.Module):
         for layer in range(self.layers):
             scalars, vectors = PaiNNMessage(self.features, name=f"message_{layer}")(scalars, vectors, radial, graph)
             scalars, vectors = PaiNNUpdate(self.features, name=f"update_{layer}")(scalars, vectors)
+        self.sow("intermediates", "atom_features", scalars)  # read by models.energy.atom_features_fn
         hidden = nn.silu(nn.Dense(self.features // 2, name="readout_hidden")(scalars))
         return nn.Dense(1, name="readout")(hidden)[:, 0]

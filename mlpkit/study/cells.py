@@ -1,4 +1,4 @@
-"""Training the study's models: the Si source, the active ranking of the Ge pool, and one cell
+"""Training the study's models: the Si source, the rankings of the Ge pool, and one cell
 (size, initialisation) as one vmapped ensemble with one member per seed; each cached by
 :mod:`mlpkit.study.cache`."""
 
@@ -9,11 +9,14 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 import mlpkit
 from mlpkit.checkpoint import Checkpoint, checkpoint_path, load_checkpoint
+from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import sha256_of, write_text_atomic
-from mlpkit.selection import force_disagreement, ranked_by_disagreement
+from mlpkit.selection import farthest_point_order, force_disagreement, ranked_by_disagreement, structure_descriptors
 from mlpkit.study.cache import cached_training, run_key
 from mlpkit.study.config import StudyConfig, StudyData
 from mlpkit.study.recipe import Recipe, parse_init
@@ -69,15 +72,26 @@ def _given_source(config: StudyConfig) -> dict:
     return {"checkpoint": source, "sha256": sha256_of(path)}
 
 
-def active_order(config: StudyConfig, data: StudyData, source: dict, checksums: dict, out: Path) -> list[int]:
-    """Ge pool indices, most disputed by the Si ensemble first (seen through the transfer's length scale); cached."""
+def pool_order(selection: str, model: Checkpoint, pool: Dataset, seed: int) -> np.ndarray:
+    """Indices of ``pool``, best first, as ``selection`` ranks them through the transferred ``model``."""
+    if selection == "active":
+        return ranked_by_disagreement(force_disagreement(model, pool))
+    if selection == "diverse":
+        return farthest_point_order(structure_descriptors(model, pool), seed, pool.group)
+    raise MlpkitError(f"no ranking of the pool is called {selection!r}")
+
+
+def ranked_order(selection: str, config: StudyConfig, data: StudyData, source: dict, checksums: dict, out: Path) -> list[int]:
+    """The Ge pool's indices in the order of ``selection`` (seen through the transfer's length scale); cached."""
     transfer = recipe_of(config, "transfer").transfer
     payload = {"role": "selection", "source_sha256": source["sha256"], "data": config.data, "data_sha256": checksums,
                "data_seed": config.data_seed, "validation_fraction": config.validation_fraction,
                "length_scale": transfer.length_scale, "version": mlpkit.__version__}
+    if selection != "active":  # the active ranking's key is older than the others: kept, so its runs stay cached
+        payload["selection"] = selection
     path = out / "runs" / run_key(payload) / "order.json"
     if not path.exists():
-        order = ranked_by_disagreement(force_disagreement(transferred(source["checkpoint"], transfer), data.ge_pool))
+        order = pool_order(selection, transferred(source["checkpoint"], transfer), data.ge_pool, config.data_seed)
         write_text_atomic(path, json.dumps(order.tolist()))
     return json.loads(path.read_text())
 

@@ -3,8 +3,9 @@
 An initialisation name is ``<start>[-<selection>]``: ``scratch`` (random initialisation), ``transfer``
 (from the Si source with the study's :class:`~mlpkit.transfer.TransferConfig`, lengths scaled by
 a_Si / a_Ge by default) or ``transfer-plain`` (the paper's protocol: copy everything, train everything,
-no scaling); the suffix ``-active`` trains on the Ge frames the Si ensemble disagrees on most
-(:mod:`mlpkit.selection`) instead of a random subset.
+no scaling). A suffix chooses the Ge frames instead of a random subset (:mod:`mlpkit.selection`):
+``-active``, the frames the Si ensemble disagrees on most; ``-diverse``, farthest-point sampling in the
+transferred model's feature space, stratified over the pool's groups.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import dataclasses
 from mlpkit.errors import MlpkitError
 from mlpkit.transfer import TransferConfig
 
-SELECTIONS = ("random", "active")  # "random": the nested random order of the pool; the others rank it
-INITS = ("scratch", "transfer", "transfer-plain", "scratch-active", "transfer-active")
+SELECTIONS = ("random", "active", "diverse")  # "random": the nested random order of the pool; the others rank it
+INITS = ("scratch", "transfer", "transfer-plain", "scratch-active", "transfer-active", "scratch-diverse", "transfer-diverse")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 from tqdm.auto import tqdm
 
-from mlpkit.study.cells import active_order, recipe_of, source_model, target_run
+from mlpkit.study.cells import ranked_order, recipe_of, source_model, target_run
 from mlpkit.study.config import StudyConfig, data_checksums, load_study_data
 from mlpkit.study.report import write_report
 from mlpkit.study.results import breakdown_on_test_set, result_rows, write_results
@@ -53,8 +53,8 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
     recipes = [recipe_of(config, init) for init in config.inits]
     source_wait = wait_timeout_s if index != 0 else None
     source = source_model(config, data, checksums, out, progress, source_wait) if any(r.needs_source for r in recipes) else None
-    if any(recipe.selection == "active" for recipe in recipes):
-        data = data.with_ranking("active", active_order(config, data, source, checksums, out))
+    for selection in sorted({recipe.selection for recipe in recipes} - {"random"}):
+        data = data.with_ranking(selection, ranked_order(selection, config, data, source, checksums, out))
     cells = [(size, init) for size in config.sizes for init in config.inits]
     inner_progress = progress and len(devices) == 1
 

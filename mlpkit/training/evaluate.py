@@ -58,7 +58,8 @@ def _mean_sums_program(config: ModelConfig, table: ElementTable):
     return jax.jit(sums)
 
 
-def _plan(checkpoint: Checkpoint, dataset: Dataset, batch_size: int) -> BatchPlan:
+def evaluation_plan(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> BatchPlan:
+    """``dataset`` batched with the neighbour lists ``checkpoint`` needs; its elements checked against the model's."""
     if len(dataset) == 0:
         raise MlpkitError("the evaluation set has no frames")
     checkpoint.table.check(dataset.species, "the evaluation set")
@@ -77,7 +78,7 @@ def _member_prediction_program(config: ModelConfig, table: ElementTable):
 
 def predict_members(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Each member's energies [K, F] (eV) and forces [K, ΣN, 3] (eV/Å), frames and atoms in ``dataset`` order."""
-    plan = _plan(checkpoint, dataset, batch_size)
+    plan = evaluation_plan(checkpoint, dataset, batch_size)
     program = _member_prediction_program(checkpoint.config, checkpoint.table)
     arrays = checkpoint.normalisation.arrays(np.float32)
     params = cast_params(checkpoint.params, np.float32)
@@ -97,7 +98,7 @@ def evaluate(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> d
     program = _mean_sums_program(checkpoint.config, checkpoint.table)
     arrays = checkpoint.normalisation.arrays(np.float32)
     params = cast_params(checkpoint.params, np.float32)
-    return metrics_from_sums(accumulate_sums(lambda p, batch: program(p, arrays, batch), params, _plan(checkpoint, dataset, batch_size)))
+    return metrics_from_sums(accumulate_sums(lambda p, batch: program(p, arrays, batch), params, evaluation_plan(checkpoint, dataset, batch_size)))
 
 
 def evaluate_members(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> list[dict]:
@@ -105,7 +106,7 @@ def evaluate_members(checkpoint: Checkpoint, dataset: Dataset, batch_size: int =
     program = member_sums_program(checkpoint.config, checkpoint.table)
     arrays = checkpoint.normalisation.arrays(np.float32)
     return member_metrics(lambda p, batch: program(p, arrays, batch), cast_params(checkpoint.params, np.float32),
-                          _plan(checkpoint, dataset, batch_size))
+                          evaluation_plan(checkpoint, dataset, batch_size))
 
 
 def errors_by_label(dataset: Dataset, energy_ev: np.ndarray, forces_ev_per_a: np.ndarray, label_of_frame: np.ndarray) -> dict:
