@@ -9,7 +9,8 @@ import sys
 import threading
 
 from mlpkit.commands import (
-    download_command, generate_command, info_command, md_command, properties_command, study_command, train_command,
+    download_command, generate_command, info_command, md_command, properties_command, stability_command, study_command,
+    train_command,
 )
 from mlpkit.errors import MlpkitError
 from mlpkit.models import ARCHITECTURES, ModelConfig
@@ -20,6 +21,7 @@ RESUME_HINTS = {
     "train": "the last finished epoch is kept in {out}/model.resume.npz",
     "md": "the last finished chunk is kept in {out}/state.npz",
     "study": "every finished run is kept in {out}/runs",
+    "stability": "every finished cell is kept in {out}/stability",
 }
 
 
@@ -111,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quick", action="store_true", help="small models, 20 epochs, sizes up to 100 (timings: benchmarks/RESULTS.md)")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run=study_command)
+    stability = verbs.add_parser("stability", help="stability map of a finished study: MD survival by temperature and Ge set size")
+    stability.add_argument("--study", required=True, help="output folder of `mlpkit study` (results.csv and runs/)")
+    stability.add_argument("--temperatures", type=float, nargs="+",
+                           help="NVT temperatures in K (default 300 605 1089 1816.5: up to 1.5 × Ge's melting point)")
+    stability.add_argument("--duration-fs", type=float, help="MD length per replica (default 10000; 500 with --quick)")
+    stability.add_argument("--replicas", type=int, help="MD seeds per cell and temperature (default 4; 2 with --quick)")
+    stability.add_argument("--sizes", type=int, nargs="+", help="only these Ge set sizes of the study (default: all)")
+    stability.add_argument("--inits", nargs="+", help="only these initialisations of the study (default: all)")
+    stability.add_argument("--quick", action="store_true", help="605 and 1816.5 K, 2 replicas, 0.5 ps: minutes on a CPU")
+    stability.add_argument("--out", help="folder for stability.csv and the finished cells (default: the study's folder); "
+                                        "the study's report.html gains the map either way")
+    stability.add_argument("--no-progress", action="store_true")
+    stability.set_defaults(run=stability_command)
     properties = verbs.add_parser("properties", help="lattice constant, bulk modulus, elastic constants, vacancy, phonons of a potential")
     properties.add_argument("--potential", required=True, help="sw:Si, sw:Ge or a checkpoint (model.npz)")
     properties.add_argument("--out", required=True, help="output folder: properties.json")
@@ -168,7 +183,7 @@ def _run(args) -> int:
         print(f"mlpkit: error: {where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as signalled:
-        kept = RESUME_HINTS.get(args.verb, "").format(out=getattr(args, "out", ""))
+        kept = RESUME_HINTS.get(args.verb, "").format(out=getattr(args, "out", None) or getattr(args, "study", ""))
         print(f"mlpkit: interrupted{'; ' + kept if kept else ''}; run the same command again to "
               f"{'resume' if kept else 'start over'}", file=sys.stderr)
         return 143 if isinstance(signalled, Terminated) else 130

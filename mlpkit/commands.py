@@ -165,6 +165,25 @@ def study_command(args) -> None:
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
 
 
+def stability_command(args) -> None:
+    from mlpkit.fileio import writable_folder
+    from mlpkit.md.stability_grid import MapSettings, stability_map
+    from mlpkit.study.run import refresh_report
+
+    preset = MapSettings.quick() if args.quick else MapSettings()
+    settings = MapSettings(
+        temperatures_k=tuple(args.temperatures) if args.temperatures else preset.temperatures_k,
+        duration_fs=preset.duration_fs if args.duration_fs is None else args.duration_fs,
+        replicas=preset.replicas if args.replicas is None else args.replicas,
+    )
+    out = args.out or args.study
+    writable_folder(out)
+    rows = stability_map(args.study, sizes=args.sizes, inits=args.inits, settings=settings, out=out,
+                         progress=not args.no_progress)
+    report = refresh_report(args.study, rows)
+    print(f"{len(rows)} rows; wrote {out}/stability.csv and the map into {report}")
+
+
 def properties_command(args) -> None:
     import json
 

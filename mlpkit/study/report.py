@@ -1,5 +1,5 @@
 """The study's figures and its self-contained HTML report: learning curves, the data-efficiency factor,
-errors by group and temperature, parity plots."""
+errors by group and temperature, parity plots, the stability map."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from mlpkit.fileio import write_text_atomic
 
@@ -141,14 +142,37 @@ def parity_figure(parity: dict, quantity: str = "forces_ev_per_a") -> go.Figure:
     return figure
 
 
+def stability_figure(stability: list[dict]) -> go.Figure:
+    """One heatmap per initialisation, side by side: the fraction of MD replicas that stayed physical, by
+    Ge training-set size (rows) and temperature (columns), rows of :func:`mlpkit.md.stability_map`."""
+    inits = list(dict.fromkeys(row["init"] for row in stability))
+    sizes = sorted({row["size"] for row in stability})
+    temperatures = sorted({row["temperature_k"] for row in stability})
+    figure = make_subplots(rows=1, cols=len(inits), subplot_titles=inits, shared_yaxes=True)
+    for column, init in enumerate(inits, start=1):
+        fraction = {(r["size"], r["temperature_k"]): r["fraction_stable"] for r in stability if r["init"] == init}
+        z = [[fraction.get((size, t), np.nan) for t in temperatures] for size in sizes]
+        figure.add_trace(go.Heatmap(z=z, x=[f"{t:g} K" for t in temperatures], y=[f"N = {s or 'all'}" for s in sizes],
+                                    zmin=0, zmax=1, colorscale="RdYlGn", name=init, showscale=column == len(inits),
+                                    colorbar={"title": "stable"}, texttemplate="%{z:.0%}",
+                                    hovertemplate="%{y}, %{x}: %{z:.0%} stable<extra>" + html.escape(init) + "</extra>"),
+                         row=1, col=column)
+        figure.update_xaxes(title_text="temperature (K)", row=1, col=column)
+    figure.update_yaxes(title_text="Ge training frames", row=1, col=1)
+    figure.update_layout(title="Fraction of MD replicas stable, by Ge set size and temperature", template="plotly_white",
+                         height=420)
+    return figure
+
+
 def write_report(rows: list[dict], path, title: str = "Si → Ge transfer: learning curves",
-                 breakdown: list[dict] = (), parity: dict | None = None) -> Path:
+                 breakdown: list[dict] = (), parity: dict | None = None, stability: list[dict] = ()) -> Path:
     """A self-contained HTML page (plotly.js inlined, no network needed): curves, factors, tables; with
     ``breakdown`` (records of the study's ``test_breakdown``) errors by group and temperature, with
-    ``parity`` predicted-against-reference plots."""
+    ``parity`` predicted-against-reference plots, with ``stability`` (rows of ``stability.csv``) the map."""
     figures = [learning_curve_figure(rows, metric) for metric in METRICS]
     figures += [breakdown_figure(breakdown, "temperature")] if breakdown else []
     figures += [parity_figure(parity, quantity) for quantity in ("forces_ev_per_a", "energy_ev_per_atom")] if parity else []
+    figures += [stability_figure(stability)] if stability else []
     plots = [figures[0].to_html(full_html=False, include_plotlyjs=True)]
     plots += [figure.to_html(full_html=False, include_plotlyjs=False) for figure in figures[1:]]
     factors = "".join(
@@ -164,7 +188,8 @@ def write_report(rows: list[dict], path, title: str = "Si → Ge transfer: learn
 <h2>Data-efficiency factor</h2><p>Frames scratch needs to match transfer, divided by N (log–log interpolation;
 nan: not reached within the sizes run).</p><ul>{factors}</ul>
 <h2>All numbers</h2>{summary_table(rows)}
-{_breakdown_section(breakdown, plots[len(METRICS):])}</body></html>"""
+{_breakdown_section(breakdown, plots[len(METRICS):len(plots) - bool(stability)])}
+{_stability_section(stability, plots[-1]) if stability else ""}</body></html>"""
     write_text_atomic(path, body)
     return Path(path)
 
@@ -178,3 +203,10 @@ def _breakdown_section(breakdown: list[dict], plots: list[str]) -> str:
 snapshots); mean over seeds.</p>{temperature_plot}{breakdown_table(breakdown, "temperature")}
 <h2>Energy MAE (meV/atom) by group</h2>{breakdown_table(breakdown, "group", "energy_mae_mev_per_atom")}
 <h2>Parity on the Ge test set</h2><p>First seed of the smallest and largest training sets.</p>{''.join(parity_plots)}"""
+
+
+def _stability_section(stability: list[dict], plot: str) -> str:
+    runs = stability[0]["replicas"]
+    return f"""<h2>Stability map</h2><p>NVT MD from the perfect 64-atom crystal, {runs} replicas per cell and
+temperature, under the stability monitor (<code>mlpkit stability</code>); each cell gives the fraction of replicas
+that stayed physical for the whole run.</p>{plot}"""

@@ -8,12 +8,15 @@ how the cells were shared.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
 from tqdm.auto import tqdm
 
+from mlpkit.data.dataset import Dataset
+from mlpkit.md.stability_grid import read_stability_csv
 from mlpkit.study.cells import ranked_order, recipe_of, source_model, target_run
 from mlpkit.study.config import StudyConfig, data_checksums, load_study_data
 from mlpkit.study.report import write_report
@@ -78,8 +81,25 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
         for executor in executors:
             executor.shutdown(cancel_futures=True)
     if index == 0:
-        breakdown, parity = breakdown_on_test_set(config.seeds, data.ge_test, out, rows)
-        write_results(out, config, rows, breakdown)
-        write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
-                     breakdown=breakdown, parity=parity)
+        write_study_files(config, data.ge_test, out, rows, read_stability_csv(out / "stability.csv"))
     return rows
+
+
+def write_study_files(config: StudyConfig, test: Dataset, out: Path, rows: list[dict], stability: list[dict] = ()) -> None:
+    """``results.csv``, ``results.json`` and ``report.html`` of finished ``rows``, with the errors by group
+    and temperature on ``test`` and the stability map of ``stability`` (rows of ``stability.csv``)."""
+    breakdown, parity = breakdown_on_test_set(config.seeds, test, out, rows)
+    write_results(out, config, rows, breakdown)
+    write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
+                 breakdown=breakdown, parity=parity, stability=stability)
+
+
+def refresh_report(out, stability: list[dict]) -> Path:
+    """Rewrite the report of the finished study in ``out`` from its files, with the stability map of
+    ``stability`` (after ``mlpkit stability``)."""
+    out = Path(out)
+    document = json.loads((out / "results.json").read_text())
+    config = StudyConfig.from_dict(document["config"])
+    rows = [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in document["rows"]]
+    write_study_files(config, load_study_data(config).ge_test, out, rows, stability)
+    return out / "report.html"

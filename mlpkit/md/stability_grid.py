@@ -1,0 +1,135 @@
+"""The stability map of a study: how long MD survives as a function of temperature and of the Ge set
+size, for every initialisation.
+
+Every (size, init) cell of a finished study (its ensemble checkpoint, as ``results.csv`` names it) runs
+NVT Langevin MD from the perfect 64-atom crystal at every temperature, ``replicas`` seeds each, all
+as one vmapped batch under the stability monitor (:func:`~mlpkit.md.replicas.run_replicas`). A cell
+is written to ``<study>/stability/`` when it finishes and read back on a rerun with the same settings,
+so an interrupted map recomputes only its unfinished cells; ``stability.csv`` holds the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+from mlpkit.calculator import load_potential
+from mlpkit.errors import MlpkitError
+from mlpkit.fileio import sha256_of, write_text_atomic
+from mlpkit.md.replicas import run_replicas, stability_summary
+from mlpkit.md.run import MDConfig
+from mlpkit.md.stability import StabilityLimits
+from mlpkit.structures import diamond
+
+STABILITY_COLUMNS = ("size", "init", "temperature_k", "fraction_stable", "mean_time_to_failure_fs", "replicas")
+GE_MELTING_K = 1211.0  # germanium's melting point
+# 300 K to 1.5 × the melting point, on the temperature ladder of the Ge data (SCIENCE.md)
+DEFAULT_TEMPERATURES_K = (300.0, 605.0, 1089.0, 1.5 * GE_MELTING_K)
+MAP_MD = MDConfig(temperature_k=300.0, float64=False)  # each replica's temperature replaces this one
+
+
+@dataclasses.dataclass(frozen=True)
+class MapSettings:
+    """What one map computes: a finished cell is reused only under the same settings."""
+
+    temperatures_k: tuple[float, ...] = DEFAULT_TEMPERATURES_K
+    duration_fs: float = 10_000.0
+    replicas: int = 4
+    md: MDConfig = MAP_MD
+    limits: StabilityLimits = StabilityLimits()
+
+    def __post_init__(self):
+        if not self.temperatures_k or min(self.temperatures_k) <= 0 or not 0 < self.duration_fs < 1e9 or self.replicas < 1:
+            raise MlpkitError(f"a stability map needs temperatures > 0 K, a duration > 0 fs and ≥ 1 replica, got "
+                              f"{list(self.temperatures_k)}, {self.duration_fs} fs, {self.replicas}")
+
+    @classmethod
+    def quick(cls) -> MapSettings:
+        """Two temperatures (below and far above melting), two replicas, 0.5 ps: minutes on a laptop CPU."""
+        return cls(temperatures_k=(605.0, 1.5 * GE_MELTING_K), duration_fs=500.0, replicas=2)
+
+
+def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], Path]:
+    """(size, init) → the ensemble checkpoint of that cell, from ``<study_dir>/results.csv``; optionally
+    only the given sizes and initialisations."""
+    study_dir = Path(study_dir)
+    path = study_dir / "results.csv"
+    if not path.is_file():
+        raise MlpkitError(f"{path} not found: the stability map reads a study written by `mlpkit study`")
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    cells = {(int(row["size"]), row["init"]): study_dir / row["checkpoint"] for row in rows
+             if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits)}
+    if not cells:
+        raise MlpkitError(f"{path} has no cell with sizes {sizes} and inits {inits}")
+    return cells
+
+
+def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs: float = 10_000.0, replicas: int = 4,
+                  sizes=None, inits=None, settings: MapSettings | None = None, out=None, on_row=None,
+                  progress: bool = True) -> list[dict]:
+    """Rows with :data:`STABILITY_COLUMNS`, one per (size, init, temperature), for the cells of the study in
+    ``study_dir`` (see :func:`study_cells`); also written to ``<out>/stability.csv`` (``out``: the study's
+    folder unless given), with each finished cell in ``<out>/stability/``.
+
+    ``settings`` replaces ``temperatures_k``, ``duration_fs`` and ``replicas`` when given. ``on_row(row)`` is
+    called as each row becomes available (live maps). ``mean_time_to_failure_fs`` counts a run that
+    survived as the whole duration, so it is a lower bound wherever some survived.
+    """
+    settings = settings or MapSettings(tuple(float(t) for t in temperatures_k), float(duration_fs), int(replicas))
+    out = Path(study_dir if out is None else out)
+    rows = []
+    for (size, init), checkpoint in study_cells(study_dir, sizes, inits).items():
+        for row in _cell_rows(size, init, checkpoint, settings, out / "stability", progress):
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+        write_stability_csv(out / "stability.csv", rows)
+    return rows
+
+
+def potential_stability(potential, settings: MapSettings, progress: bool = False) -> list[dict]:
+    """Per temperature: ``temperature_k``, ``runs``, ``fraction_stable``, ``mean_time_to_failure_fs`` of
+    ``potential`` (a :class:`~mlpkit.potentials.Potential`) from its element's 64-atom diamond crystal."""
+    crystal = diamond(potential.elements[0])
+    runs = run_replicas(potential, crystal, settings.temperatures_k, range(settings.replicas), settings.duration_fs,
+                        settings.md, settings.limits, progress)
+    return stability_summary(runs)
+
+
+def _cell_rows(size: int, init: str, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
+    record = {"checkpoint_sha256": sha256_of(checkpoint), "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
+    path = folder / f"{init}_N{size}.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if {key: stored.get(key) for key in record} == record:
+            return stored["rows"]
+    summary = potential_stability(load_potential(checkpoint), settings, progress)
+    rows = [{"size": size, "init": init, "temperature_k": s["temperature_k"], "fraction_stable": s["fraction_stable"],
+             "mean_time_to_failure_fs": s["mean_time_to_failure_fs"], "replicas": s["runs"]} for s in summary]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps({**record, "rows": rows}, indent=1))
+    return rows
+
+
+def write_stability_csv(path, rows: list[dict]) -> None:
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(STABILITY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, stream.getvalue())
+
+
+def read_stability_csv(path) -> list[dict]:
+    """The rows of a ``stability.csv``, numbers as numbers; [] when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as stream:
+        return [{"size": int(row["size"]), "init": row["init"], "temperature_k": float(row["temperature_k"]),
+                 "fraction_stable": float(row["fraction_stable"]),
+                 "mean_time_to_failure_fs": float(row["mean_time_to_failure_fs"]), "replicas": int(row["replicas"])}
+                for row in csv.DictReader(stream)]
