@@ -12,7 +12,7 @@ from mlpkit.errors import MlpkitError
 from mlpkit.models.energy import cast_params
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials import Potential, compiled_evaluator, sw_potential
-from mlpkit.potentials.base import voigt_from_tensor
+from mlpkit.cell import voigt_from_tensor
 from mlpkit.potentials.sw import SW_PARAMETERS, parse_sw_spec
 
 

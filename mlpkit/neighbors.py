@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.spatial import cKDTree
 
+from mlpkit.cell import face_distances_a
 from mlpkit.errors import MlpkitError
 
 ROW_PADDING = 8  # rows are padded to a multiple of this to limit recompilation
@@ -104,12 +105,6 @@ def neighbor_pairs(positions_a, cell_a, pbc, cutoff_a: float) -> tuple[np.ndarra
     order = np.lexsort((second, first))
     shift = shift[order] - floor[second[order]] + floor[first[order]]  # back to the unwrapped positions
     return first[order], second[order], shift.astype(np.int64)
-
-
-def face_distances_a(cell_a) -> np.ndarray:
-    """[..., 3] Å: for each cell vector a_k, the distance between the two cell faces it joins, V / |a_i × a_j|
-    (i, j the other two), for cells ``cell_a`` [..., 3, 3] (rows are cell vectors)."""
-    return 1.0 / np.linalg.norm(np.linalg.inv(np.asarray(cell_a, np.float64)), axis=-2)  # 1 / |k-th reciprocal vector|
 
 
 def _invertible_basis(cell_a, pbc) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import find_peaks
 
+from mlpkit.cell import cell_volume_a3
 from mlpkit.neighbors import neighbor_pairs
 
 
@@ -59,7 +60,7 @@ def radial_distribution(positions_a, cell_a, r_max_a: float = 6.0, n_bins: int =
     for frame in frames:
         _, _, vectors = pair_vectors(frame, cell_a, r_max_a)
         counts += np.histogram(np.linalg.norm(vectors, axis=1), bins=edges_a)[0]
-    density_per_a3 = n_atoms / abs(np.linalg.det(np.asarray(cell_a, float)))
+    density_per_a3 = n_atoms / cell_volume_a3(np.asarray(cell_a, float))
     shell_a3 = 4.0 / 3.0 * np.pi * np.diff(edges_a**3)
     g = counts / (n_frames * n_atoms * density_per_a3 * shell_a3)
     r_a = 0.5 * (edges_a[1:] + edges_a[:-1])

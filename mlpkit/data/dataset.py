@@ -10,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.elements import unknown_elements
 from mlpkit.errors import DataError
-from mlpkit.potentials.base import voigt_from_tensor
+from mlpkit.cell import cell_volume_a3, voigt_from_tensor
 
 FRAME_FIELDS = ("n_atoms", "cell_a", "pbc", "energy_ev", "stress_ev_per_a3", "group", "temperature_k")
 ATOM_FIELDS = ("positions_a", "species", "forces_ev_per_a")
@@ -186,7 +186,7 @@ def validate(dataset: Dataset, path=None) -> None:
         if unknown:
             raise DataError(f"unknown element (atomic numbers {unknown})", path=path, frame=frame, field="species")
         cell, pbc = dataset.cell_a[frame], dataset.pbc[frame]
-        if abs(np.linalg.det(cell)) < 1e-6:
+        if cell_volume_a3(cell) < 1e-6:
             raise DataError("cell has zero volume", path=path, frame=frame, field="cell")
         fractional = np.linalg.solve(cell.T, dataset.positions_a[atoms].T).T[:, pbc]
         if fractional.size and (fractional.min() < -1.0 or fractional.max() >= 2.0):

@@ -17,7 +17,7 @@ from ase import units
 
 from mlpkit.data.composition import element_counts, element_energies_ev
 from mlpkit.data.dataset import Dataset
-from mlpkit.neighbors import face_distances_a
+from mlpkit.cell import cell_volume_a3, face_distances_a
 
 ENERGY_SPREADS = 30.0  # robust spreads (1.4826 MAD) an energy per atom may lie from the set's typical one
 ENERGY_FLOOR_EV_PER_ATOM = 2.0  # ... and never flagged closer than this
@@ -118,7 +118,7 @@ def _stress_outliers(dataset: Dataset) -> list[Outlier]:
 def _density_outliers(dataset: Dataset) -> list[Outlier]:
     """Periodic frames much denser or sparser than the set's median: a cell in other units (Bohr, nm) than the rest."""
     periodic = dataset.pbc.all(axis=1)
-    density = np.where(periodic, dataset.n_atoms / np.abs(np.linalg.det(dataset.cell_a)), np.nan)  # [F] atoms/Å³
+    density = np.where(periodic, dataset.n_atoms / cell_volume_a3(dataset.cell_a), np.nan)  # [F] atoms/Å³
     if not periodic.any():
         return []
     typical = np.nanmedian(density)

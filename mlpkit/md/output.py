@@ -22,7 +22,7 @@ from mlpkit.errors import MlpkitError
 from mlpkit.fileio import archive_bytes, read_archive, write_bytes_atomic
 from mlpkit.md.integrators import MDState
 from mlpkit.md.run import MDFrame, ResumePoint
-from mlpkit.potentials.base import voigt_from_tensor
+from mlpkit.cell import voigt_from_tensor
 
 THERMO_COLUMNS = (
     "step", "time_fs", "temperature_k", "potential_energy_ev", "kinetic_energy_ev", "total_energy_ev",

@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms, units
 from tqdm.auto import tqdm
 
+from mlpkit.cell import cell_volume_a3
 from mlpkit.errors import MlpkitError
 from mlpkit.md.chunk import ChunkOutput, ListState, Outcome, chunk_outcome, chunk_runner, outran_half_skin
 from mlpkit.md.integrators import MDState, kinetic_energy_ev, temperature_k
@@ -137,7 +138,7 @@ def _pressure_gpa(state: MDState, kinetic_ev, cell_a, pbc) -> np.ndarray:
     """P = (2 E_kin / 3 − V tr σ / 3) / V; ASE's σ is tensile positive. [R]; NaN without a periodic cell."""
     if not np.all(pbc):
         return np.full(np.shape(kinetic_ev), np.nan)
-    volume_a3 = abs(np.linalg.det(cell_a))
+    volume_a3 = cell_volume_a3(cell_a)
     trace = np.trace(state.stress_ev_per_a3, axis1=-2, axis2=-1)
     return (2 * kinetic_ev / 3 / volume_a3 - trace / 3) / units.GPa
 

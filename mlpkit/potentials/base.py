@@ -9,6 +9,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from mlpkit.cell import cell_volume_a3
 from mlpkit.elements import check_elements
 from mlpkit.neighbors import EXACT, Neighbors
 
@@ -53,15 +54,10 @@ def energy_forces_stress(energy_fn: EnergyFn):
         energy, (d_positions, d_strain) = jax.value_and_grad(strained_energy, argnums=(0, 1))(
             positions_a, strain, cell_a, species, neighbors
         )
-        volume_a3 = jnp.abs(jnp.linalg.det(cell_a))
+        volume_a3 = cell_volume_a3(cell_a, jnp)
         return energy, -d_positions, d_strain / volume_a3
 
     return evaluate
-
-
-def voigt_from_tensor(tensor):
-    """[3, 3] → ASE Voigt order [xx, yy, zz, yz, xz, xy]."""
-    return tensor[..., [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
 
 @functools.cache

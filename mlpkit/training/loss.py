@@ -13,7 +13,8 @@ from ase import units
 import jax.numpy as jnp
 import numpy as np
 
-from mlpkit.potentials.base import energy_forces_stress, voigt_from_tensor
+from mlpkit.cell import cell_volume_a3, voigt_from_tensor
+from mlpkit.potentials.base import energy_forces_stress
 from mlpkit.training.batches import Batch
 
 GPA_PER_EV_PER_A3 = 1 / units.GPa
@@ -53,7 +54,7 @@ def batch_loss(prediction, batch: Batch, weights: LossWeights):
     n_frames = jnp.maximum(jnp.sum(batch.n_atoms > 0), 1)
     n_components = jnp.maximum(3 * jnp.sum(batch.n_atoms), 1)
     n_stressed = jnp.maximum(jnp.sum((batch.n_atoms > 0) & batch.has_stress), 1)
-    volume_per_atom = jnp.abs(jnp.linalg.det(batch.cell_a)) / jnp.maximum(batch.n_atoms, 1)  # [B] Å³
+    volume_per_atom = cell_volume_a3(batch.cell_a, jnp) / jnp.maximum(batch.n_atoms, 1)  # [B] Å³
     virial_error = stress_error * volume_per_atom[:, None]  # [B, 6] eV per atom
     return (
         weights.energy * jnp.sum(energy_error**2) / n_frames

@@ -179,6 +179,25 @@ def update_best(best, best_score, best_epoch, candidate, scores, epoch: int, pat
     return best, np.where(improved, scores, best_score), np.where(improved, epoch, best_epoch), improved
 
 
+def _checked_table(train_set: Dataset, validation_set: Dataset, table: ElementTable | None) -> ElementTable:
+    if len(train_set) == 0 or len(validation_set) == 0:
+        raise MlpkitError("training needs at least one training and one validation frame")
+    table = table or ElementTable.from_species(train_set.species)
+    table.check(train_set.species, "the training set")
+    table.check(validation_set.species, "the validation set")
+    return table
+
+
+def _resumed(state: TrainingState, resume_file, run_fingerprint: str, callback) -> TrainingState:
+    """The saved state of this run where ``resume_file`` holds one, else ``state``; its epochs replayed to ``callback``."""
+    if resume_file is not None:
+        state = load_resume_state(resume_file, state, run_fingerprint) or state
+    for epoch, metrics in enumerate(state.history):
+        if callback is not None:
+            callback(epoch, metrics)
+    return state
+
+
 def train(
     train_set: Dataset,
     validation_set: Dataset,
@@ -206,11 +225,7 @@ def train(
     and the best state is the best of them (a run whose patience ends earlier stops without that stage).
     """
     start = time.perf_counter()
-    if len(train_set) == 0 or len(validation_set) == 0:
-        raise MlpkitError("training needs at least one training and one validation frame")
-    table = table or ElementTable.from_species(train_set.species)
-    table.check(train_set.species, "the training set")
-    table.check(validation_set.species, "the validation set")
+    table = _checked_table(train_set, validation_set, table)
     normalisation = normalisation or fit_normalisation(train_set, table)
     _warn_about_outliers(train_set, validation_set, config.model.cutoff_a)
     dtype = np.float64 if config.float64 else np.float32
@@ -225,12 +240,8 @@ def train(
         state = _fresh_state(config, params, optimiser)
         resume_file = resume_path(checkpoint_path) if checkpoint_path is not None else None
         run_fingerprint = _run_fingerprint(config, table, normalisation, params, train_set, validation_set)
-        if resume_file is not None:
-            state = load_resume_state(resume_file, state, run_fingerprint) or state
-            start -= state.elapsed_s
-        for epoch, metrics in enumerate(state.history):
-            if callback is not None:
-                callback(epoch, metrics)
+        state = _resumed(state, resume_file, run_fingerprint, callback)
+        start -= state.elapsed_s
 
         def best_checkpoint(state: TrainingState) -> Checkpoint:
             return _best_checkpoint(state, config, table, normalisation, len(train_set), len(validation_set))
