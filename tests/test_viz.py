@@ -285,3 +285,14 @@ def test_stop_ends_a_training_run_after_the_current_epoch_and_keeps_its_best_mod
     assert [row["epoch"] for row in job.result.history] == [0, 1]  # 50 epochs asked, stopped after the second
     assert job.result.checkpoint.params is not None
     assert list(next(t for t in figure.data if t.meta == "scratch/force").x) == [0, 1]
+
+
+def test_the_stability_map_fills_only_the_cells_rows_have_reached_and_names_its_axes():
+    figure = viz.stability_map_figure([5, 20], ["scratch", "transfer"], [605.0, 1816.5], widget=False)
+    assert [trace.name for trace in figure.data] == ["scratch", "transfer"]
+    assert figure.layout.xaxis.title.text == "temperature (K)" and figure.layout.yaxis.title.text == "Ge training frames"
+    row = {"size": 20, "init": "transfer", "temperature_k": 1816.5, "fraction_stable": 0.25, "mean_time_to_failure_fs": 300.0,
+           "replicas": 4}
+    viz.set_stability_map(figure, [row])
+    transfer, scratch = np.array(figure.data[1].z, float), np.array(figure.data[0].z, float)
+    assert transfer[1, 1] == 0.25 and np.isnan(transfer).sum() == 3 and np.isnan(scratch).all()

@@ -142,13 +142,15 @@ def parity_figure(parity: dict, quantity: str = "forces_ev_per_a") -> go.Figure:
     return figure
 
 
-def stability_figure(stability: list[dict]) -> go.Figure:
+def stability_figure(stability: list[dict], sizes=None, inits=None, temperatures_k=None) -> go.Figure:
     """One heatmap per initialisation, side by side: the fraction of MD replicas that stayed physical, by
-    Ge training-set size (rows) and temperature (columns), rows of :func:`mlpkit.md.stability_map`."""
-    inits = list(dict.fromkeys(row["init"] for row in stability))
-    sizes = sorted({row["size"] for row in stability})
-    temperatures = sorted({row["temperature_k"] for row in stability})
+    Ge training-set size (rows) and temperature (columns), rows of :func:`mlpkit.md.stability_map`. The grid
+    is the rows' unless given (cells without a row stay empty); it is kept in the layout's ``meta``."""
+    inits = list(inits or dict.fromkeys(row["init"] for row in stability))
+    sizes = sorted(sizes or {row["size"] for row in stability})
+    temperatures = sorted(temperatures_k or {row["temperature_k"] for row in stability})
     figure = make_subplots(rows=1, cols=len(inits), subplot_titles=inits, shared_yaxes=True)
+    figure.update_layout(meta={"sizes": sizes, "inits": inits, "temperatures_k": temperatures})
     for column, init in enumerate(inits, start=1):
         fraction = {(r["size"], r["temperature_k"]): r["fraction_stable"] for r in stability if r["init"] == init}
         z = [[fraction.get((size, t), np.nan) for t in temperatures] for size in sizes]

@@ -11,7 +11,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mlpkit.study.report import learning_curve_figure, parity_trace, stretch_diagonal
+from mlpkit.study.report import learning_curve_figure, parity_trace, stability_figure, stretch_diagonal
 from mlpkit.study.report import parity_figure as study_parity_figure
 
 PALETTE = plotly.colors.qualitative.Plotly
@@ -125,6 +125,20 @@ def set_learning_curves(figure: go.Figure, rows: list[dict], metric: str = "forc
                 figure.add_trace(new)
             else:
                 old.x, old.y, old.error_y = new.x, new.y, new.error_y
+
+
+def stability_map_figure(sizes, inits, temperatures_k, widget: bool = True) -> go.Figure:
+    """An empty stability map over the grid (Ge set sizes × temperatures, one panel per initialisation) for
+    :func:`set_stability_map`."""
+    return _new(stability_figure([], sizes, inits, temperatures_k), widget)
+
+
+def set_stability_map(figure: go.Figure, rows: list[dict]) -> None:
+    """Fill the cells of ``figure`` that ``rows`` (:func:`mlpkit.md.stability_map` rows) have reached."""
+    target = stability_figure(rows, **figure.layout.meta)
+    with figure.batch_update():
+        for old, new in zip(figure.data, target.data):
+            old.z = new.z
 
 
 def learning_curves_figure(widget: bool = True) -> go.Figure:
