@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     stability.add_argument("--replicas", type=int, help="MD seeds per cell and temperature (default 4; 2 with --quick)")
     stability.add_argument("--sizes", type=int, nargs="+", help="only these Ge set sizes of the study (default: all)")
     stability.add_argument("--inits", nargs="+", help="only these initialisations of the study (default: all)")
-    stability.add_argument("--quick", action="store_true", help="605 and 1816.5 K, 2 replicas, 0.5 ps: minutes on a CPU")
+    stability.add_argument("--quick", action="store_true",
+                           help="605 and 1816.5 K, 2 replicas, 0.25 ps, the smallest and largest Ge set: minutes on a CPU")
     stability.add_argument("--out", help="folder for stability.csv and the finished cells (default: the study's folder); "
                                         "the study's report.html gains the map either way")
     stability.add_argument("--no-progress", action="store_true")

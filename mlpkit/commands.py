@@ -167,10 +167,14 @@ def study_command(args) -> None:
 
 def stability_command(args) -> None:
     from mlpkit.fileio import writable_folder
-    from mlpkit.md.stability_grid import MapSettings, stability_map
+    from mlpkit.md.stability_grid import MapSettings, stability_map, study_cells
     from mlpkit.study.run import refresh_report
 
     preset = MapSettings.quick() if args.quick else MapSettings()
+    sizes = args.sizes
+    if args.quick and not sizes:  # the smallest and the largest Ge set: where the map differs most
+        known = sorted({size for size, _ in study_cells(args.study)})
+        sizes = (known[0], known[-1])
     settings = MapSettings(
         temperatures_k=tuple(args.temperatures) if args.temperatures else preset.temperatures_k,
         duration_fs=preset.duration_fs if args.duration_fs is None else args.duration_fs,
@@ -178,7 +182,7 @@ def stability_command(args) -> None:
     )
     out = args.out or args.study
     writable_folder(out)
-    rows = stability_map(args.study, sizes=args.sizes, inits=args.inits, settings=settings, out=out,
+    rows = stability_map(args.study, sizes=sizes, inits=args.inits, settings=settings, out=out,
                          progress=not args.no_progress)
     report = refresh_report(args.study, rows)
     print(f"{len(rows)} rows; wrote {out}/stability.csv and the map into {report}")

@@ -48,8 +48,8 @@ class MapSettings:
 
     @classmethod
     def quick(cls) -> MapSettings:
-        """Two temperatures (below and far above melting), two replicas, 0.5 ps: minutes on a laptop CPU."""
-        return cls(temperatures_k=(605.0, 1.5 * GE_MELTING_K), duration_fs=500.0, replicas=2)
+        """Two temperatures (below and far above melting), two replicas, 0.25 ps."""
+        return cls(temperatures_k=(605.0, 1.5 * GE_MELTING_K), duration_fs=250.0, replicas=2)
 
 
 def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], Path]:
