@@ -296,3 +296,18 @@ def test_the_stability_map_fills_only_the_cells_rows_have_reached_and_names_its_
     viz.set_stability_map(figure, [row])
     transfer, scratch = np.array(figure.data[1].z, float), np.array(figure.data[0].z, float)
     assert transfer[1, 1] == 0.25 and np.isnan(transfer).sum() == 3 and np.isnan(scratch).all()
+
+
+def test_the_selection_dropdown_trains_both_inits_on_the_diverse_frames():
+    from mlpkit.study import StudyConfig, load_study_data
+    from conftest import random_checkpoint
+
+    data = load_study_data(StudyConfig())
+    source = random_checkpoint("painn")
+    assert [r.name for r in viz.recipes(data, selection="diverse")] == ["scratch-diverse", "transfer-diverse"]
+    assert all(r.selection == "diverse" for r in viz.recipes(data, selection="diverse"))
+    ranked = viz.with_selection(data, source, "diverse")
+    assert viz.with_selection(data, source, "random") is data and viz.with_selection(ranked, source, "diverse") is ranked
+    first = ranked.frames("diverse", 10)
+    assert len(first) == 10 and first != data.frames("random", 10)
+    assert len(set(first.group)) == len(set(data.ge_pool.group))  # ten diverse frames hold every kind of the pool

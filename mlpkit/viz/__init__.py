@@ -12,13 +12,13 @@ from mlpkit.viz.md_runs import compare_md, force_error_per_atom
 from mlpkit.viz.panel import RunPanel
 from mlpkit.viz.settings import PRETRAINED_SI, TutorialConfig, mode_line, pretrained_si, quick_mode, tutorial_config
 from mlpkit.viz.structure import StructureView, colour_bins
-from mlpkit.viz.training_runs import (DEFAULT_TRANSFER, TRANSFER_OPTIONS, compare_inits, epoch_callback, force_predictions,
-                                      learning_curve, recipes, rows_on_test_set)
+from mlpkit.viz.training_runs import (DEFAULT_TRANSFER, SELECTION_OPTIONS, TRANSFER_OPTIONS, compare_inits, epoch_callback,
+                                      force_predictions, learning_curve, recipes, rows_on_test_set, with_selection)
 
 __all__ = [
-    "DEFAULT_TRANSFER", "Job", "PRETRAINED_SI", "RunPanel", "StructureView", "TRANSFER_OPTIONS", "TutorialConfig", "add_parity", "colour_bins",
+    "DEFAULT_TRANSFER", "Job", "PRETRAINED_SI", "RunPanel", "SELECTION_OPTIONS", "StructureView", "TRANSFER_OPTIONS", "TutorialConfig", "add_parity", "colour_bins",
     "compare_inits", "compare_md", "epoch_callback", "force_error_per_atom", "force_predictions",
     "learning_curve", "learning_curves_figure", "md_figure", "mode_line", "parity_figure", "pretrained_si", "quick_mode", "record_epoch",
     "recipes", "record_md_frame", "rows_on_test_set", "set_learning_curves", "set_stability_map", "stability_map_figure",
-    "start_run", "tutorial_config", "training_figure",
+    "start_run", "tutorial_config", "training_figure", "with_selection",
 ]

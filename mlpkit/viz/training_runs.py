@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
-from mlpkit.study import Recipe, StudyData, parse_init, result_rows, train_cell
+from mlpkit.study import Recipe, StudyData, parse_init, pool_order, result_rows, train_cell
 from mlpkit.training import TrainConfig, TrainResult, evaluate_members, predict_members
-from mlpkit.transfer import TransferConfig
+from mlpkit.transfer import TransferConfig, transferred
 from mlpkit.viz.figures import record_epoch, set_learning_curves
 from mlpkit.viz.jobs import Job
 
@@ -25,10 +25,24 @@ TRANSFER_OPTIONS = {  # label: (protocol, whether Ge lengths are scaled by a_Si 
 }
 
 
-def recipes(data: StudyData, transfer: str = DEFAULT_TRANSFER) -> list[Recipe]:
-    """Scratch, and transfer with the protocol labelled ``transfer`` in :data:`TRANSFER_OPTIONS`."""
+SELECTION_OPTIONS = ("random", "diverse")  # the frame selections a one-member source can rank (active needs an ensemble)
+
+
+def recipes(data: StudyData, transfer: str = DEFAULT_TRANSFER, selection: str = "random") -> list[Recipe]:
+    """Scratch, and transfer with the protocol labelled ``transfer`` in :data:`TRANSFER_OPTIONS`, both on the
+    frames of ``selection``."""
     protocol, scaled = TRANSFER_OPTIONS[transfer]
-    return [parse_init("scratch"), parse_init("transfer", protocol, data.name, scaled)]
+    suffix = "" if selection == "random" else f"-{selection}"
+    return [parse_init(f"scratch{suffix}"), parse_init(f"transfer{suffix}", protocol, data.name, scaled)]
+
+
+def with_selection(data: StudyData, source: Checkpoint, selection: str, transfer: str = DEFAULT_TRANSFER) -> StudyData:
+    """``data`` with its Ge pool also ranked by ``selection`` through ``source`` transferred as ``transfer``
+    (:func:`mlpkit.study.pool_order`, seed 0); "random" needs no ranking."""
+    if selection == "random" or selection in data.ranked_pools:
+        return data
+    protocol = recipes(data, transfer)[1].transfer
+    return data.with_ranking(selection, pool_order(selection, transferred(source, protocol), data.ge_pool, seed=0))
 
 
 def epoch_callback(figure, name: str, job: Job, max_epochs: int):
@@ -43,13 +57,15 @@ def epoch_callback(figure, name: str, job: Job, max_epochs: int):
 
 
 def compare_inits(data: StudyData, source: Checkpoint, size: int, config: TrainConfig, figure, job: Job,
-                  transfer: str = DEFAULT_TRANSFER) -> dict[str, TrainResult]:
-    """Train scratch and transfer (see :func:`recipes`) on the first ``size`` frames of the Ge pool.
+                  transfer: str = DEFAULT_TRANSFER, selection: str = "random") -> dict[str, TrainResult]:
+    """Train scratch and transfer (see :func:`recipes`) on the first ``size`` frames of the Ge pool in the
+    order of ``selection`` (:data:`SELECTION_OPTIONS`).
 
     Stops between and within runs when asked; returns the runs that started (a stopped one keeps its best state).
     """
     results = {}
-    for recipe in recipes(data, transfer):
+    data = with_selection(data, source, selection, transfer)
+    for recipe in recipes(data, transfer, selection):
         if job.stop_requested:
             break
         callback = epoch_callback(figure, f"{recipe.name} (N={size})", job, config.max_epochs)
