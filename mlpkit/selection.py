@@ -92,18 +92,17 @@ def farthest_point_order(descriptors: np.ndarray, seed: int = 0, groups: np.ndar
     x = np.asarray(descriptors, dtype=np.float64)
     x = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
     labels = np.zeros(len(x), dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
-    share = np.bincount(labels) / len(x)
+    totals = np.bincount(labels)
+    remaining, share = totals.copy(), totals / len(x)
     taken = np.zeros(len(x), dtype=bool)
-    counts = np.zeros(len(share))
+    squared = np.einsum("ij,ij->i", x, x)
     distance = x @ np.random.default_rng(seed).normal(size=x.shape[1])  # the first pick is the largest projection
-    order = []
+    order = np.empty(len(x), dtype=int)
     for step in range(len(x)):
-        deficit = np.where(np.bincount(labels[~taken], minlength=len(share)) > 0, share * (step + 1) - counts, -np.inf)
-        candidates = np.flatnonzero(~taken & (labels == np.argmax(deficit)))
-        pick = candidates[np.argmax(distance[candidates])]
-        order.append(pick)
-        taken[pick] = True
-        counts[labels[pick]] += 1
-        gap = np.linalg.norm(x - x[pick], axis=1)
+        deficit = np.where(remaining > 0, share * (step + 1) - (totals - remaining), -np.inf)
+        pick = int(np.argmax(np.where(taken | (labels != np.argmax(deficit)), -np.inf, distance)))
+        order[step], taken[pick] = pick, True
+        remaining[labels[pick]] -= 1
+        gap = np.sqrt(np.maximum(squared + squared[pick] - 2.0 * (x @ x[pick]), 0.0))  # |x_i − x_pick|, one matrix-vector product
         distance = gap if step == 0 else np.minimum(distance, gap)
-    return np.array(order)
+    return order
