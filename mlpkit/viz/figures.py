@@ -61,6 +61,8 @@ def training_figure(widget: bool = True) -> go.Figure:
     """Training loss and validation force MAE (eV/Å) against epoch, log scales, one colour per run."""
     figure = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation force MAE (eV/Å)"))
     figure.update_yaxes(type="log")
+    figure.update_yaxes(title_text="loss (weighted mean squared errors)", row=1, col=1)
+    figure.update_yaxes(title_text="force MAE (eV/Å)", row=1, col=2)
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(height=330)
     return _new(figure, widget)
