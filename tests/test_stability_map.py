@@ -8,10 +8,12 @@ import csv
 import dataclasses
 
 import numpy as np
+import pytest
 
 from mlpkit.cli import main
+from mlpkit.errors import MlpkitError
 from mlpkit.md import stability_grid as stability_module
-from mlpkit.md.stability_grid import STABILITY_COLUMNS, MapSettings, potential_stability, stability_map
+from mlpkit.md.stability_grid import STABILITY_COLUMNS, MapSettings, potential_stability, read_stability_csv, stability_map
 from mlpkit.potentials import sw_potential
 
 SHORT = MapSettings(temperatures_k=(300.0, 1816.5), duration_fs=100.0, replicas=2)
@@ -62,3 +64,21 @@ def test_the_cli_writes_the_map_and_adds_it_to_the_report(finished_study, tmp_pa
     page = (study / "report.html").read_text()
     assert "Stability map" in page and "Parity on the Ge test set" in page
     assert "stability.csv" in capsys.readouterr().out
+
+
+def test_damaged_tables_are_named_and_a_damaged_cell_is_computed_again(finished_study, tmp_path, monkeypatch):
+    (tmp_path / "results.csv").write_text("size,init\n4,scratch\n")  # no checkpoint column
+    with pytest.raises(MlpkitError, match="results.csv: not a study's results table"):
+        stability_map(tmp_path, settings=SHORT, progress=False)
+    (tmp_path / "stability.csv").write_text("size,init,temperature_k\nfour,scratch,605\n")
+    with pytest.raises(MlpkitError, match="stability.csv: not a stability table"):
+        read_stability_csv(tmp_path / "stability.csv")
+    study, _ = finished_study
+    settings = MapSettings(temperatures_k=(605.0,), duration_fs=20.0, replicas=1)
+    rows = stability_map(study, sizes=(2,), inits=("scratch",), settings=settings, out=tmp_path / "map", progress=False)
+    (tmp_path / "map" / "stability" / "scratch_N2.json").write_text("{truncated")
+    computed = []
+    original = stability_module.potential_stability
+    monkeypatch.setattr(stability_module, "potential_stability", lambda *args: computed.append(1) or original(*args))
+    assert stability_map(study, sizes=(2,), inits=("scratch",), settings=settings, out=tmp_path / "map", progress=False) == rows
+    assert computed == [1]

@@ -61,8 +61,11 @@ def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], Path
         raise MlpkitError(f"{path} not found: the stability map reads a study written by `mlpkit study`")
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
-    cells = {(int(row["size"]), row["init"]): study_dir / row["checkpoint"] for row in rows
-             if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits)}
+    try:
+        cells = {(int(row["size"]), row["init"]): study_dir / row["checkpoint"] for row in rows
+                 if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits)}
+    except (KeyError, TypeError, ValueError) as error:
+        raise MlpkitError(f"{path}: not a study's results table (columns size, init, checkpoint): {error!r}") from error
     if not cells:
         raise MlpkitError(f"{path} has no cell with sizes {sizes} and inits {inits}")
     return cells
@@ -103,16 +106,24 @@ def potential_stability(potential, settings: MapSettings, progress: bool = False
 def _cell_rows(size: int, init: str, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
     record = {"checkpoint_sha256": sha256_of(checkpoint), "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
     path = folder / f"{init}_N{size}.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if {key: stored.get(key) for key in record} == record:
-            return stored["rows"]
+    stored = _stored_cell(path)
+    if {key: stored.get(key) for key in record} == record:
+        return stored["rows"]
     summary = potential_stability(load_potential(checkpoint), settings, progress)
     rows = [{"size": size, "init": init, "temperature_k": s["temperature_k"], "fraction_stable": s["fraction_stable"],
              "mean_time_to_failure_fs": s["mean_time_to_failure_fs"], "replicas": s["runs"]} for s in summary]
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps({**record, "rows": rows}, indent=1))
     return rows
+
+
+def _stored_cell(path: Path) -> dict:
+    """A finished cell's record, or {} where there is none or it cannot be read (then it is computed again)."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) and isinstance(stored.get("rows"), list) else {}
 
 
 def write_stability_csv(path, rows: list[dict]) -> None:
@@ -129,7 +140,11 @@ def read_stability_csv(path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as stream:
+        table = list(csv.DictReader(stream))
+    try:
         return [{"size": int(row["size"]), "init": row["init"], "temperature_k": float(row["temperature_k"]),
                  "fraction_stable": float(row["fraction_stable"]),
                  "mean_time_to_failure_fs": float(row["mean_time_to_failure_fs"]), "replicas": int(row["replicas"])}
-                for row in csv.DictReader(stream)]
+                for row in table]
+    except (KeyError, TypeError, ValueError) as error:
+        raise MlpkitError(f"{path}: not a stability table (columns {', '.join(STABILITY_COLUMNS)}): {error!r}") from error
