@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     stability.add_argument("--study", required=True, help="output folder of `mlpkit study` (results.csv and runs/)")
     stability.add_argument("--temperatures", type=float, nargs="+",
                            help="NVT temperatures in K (default 300 605 1089 1816.5: up to 1.5 × Ge's melting point)")
-    stability.add_argument("--duration-fs", type=float, help="MD length per replica (default 10000; 500 with --quick)")
+    stability.add_argument("--duration-fs", type=float, help="MD length per replica (default 10000; 250 with --quick)")
     stability.add_argument("--replicas", type=int, help="MD seeds per cell and temperature (default 4; 2 with --quick)")
     stability.add_argument("--sizes", type=int, nargs="+", help="only these Ge set sizes of the study (default: all)")
     stability.add_argument("--inits", nargs="+", help="only these initialisations of the study (default: all)")

@@ -4,6 +4,7 @@ and checked settings read from files."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import fcntl
 import glob
@@ -73,6 +74,15 @@ def _umask() -> int:
 def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
+
+
+def csv_text(rows, columns) -> str:
+    """``rows`` (dicts) as CSV text with a header of ``columns``, in that order, newline-terminated lines."""
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return stream.getvalue()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 from pathlib import Path
 
 from mlpkit.calculator import load_potential
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import sha256_of, write_text_atomic
+from mlpkit.fileio import csv_text, sha256_of, write_text_atomic
 from mlpkit.md.replicas import run_replicas, stability_summary
 from mlpkit.md.run import MDConfig
 from mlpkit.md.stability import StabilityLimits
@@ -127,11 +126,7 @@ def _stored_cell(path: Path) -> dict:
 
 
 def write_stability_csv(path, rows: list[dict]) -> None:
-    stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=list(STABILITY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, stream.getvalue())
+    write_text_atomic(path, csv_text(rows, STABILITY_COLUMNS))
 
 
 def read_stability_csv(path) -> list[dict]:

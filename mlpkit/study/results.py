@@ -3,9 +3,7 @@ errors of every stored run by group and temperature."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 import mlpkit
 from mlpkit.checkpoint import load_checkpoint
 from mlpkit.data.dataset import Dataset
-from mlpkit.fileio import write_text_atomic
+from mlpkit.fileio import csv_text, write_text_atomic
 from mlpkit.training import predict_members
 from mlpkit.training.evaluate import errors_by_label
 
@@ -65,11 +63,7 @@ def breakdown_on_test_set(seeds, test: Dataset, out: Path, rows: list[dict]) -> 
 def write_results(out: Path, config, rows: list[dict], breakdown: list[dict] = ()) -> None:
     """``results.csv`` (one row per run) and ``results.json`` (rows, the study's configuration, versions,
     test errors by group and temperature), atomically."""
-    stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=list(RESULT_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out / "results.csv", stream.getvalue())
+    write_text_atomic(out / "results.csv", csv_text(rows, RESULT_COLUMNS))
     versions = {"mlpkit": mlpkit.__version__, "jax": jax.__version__, "numpy": np.__version__}
     finite_rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in rows]
     document = {"config": dataclasses.asdict(config), "versions": versions, "rows": finite_rows, "breakdown": list(breakdown)}

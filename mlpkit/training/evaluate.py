@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +11,7 @@ import numpy as np
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import write_text_atomic
+from mlpkit.fileio import csv_text, write_text_atomic
 from mlpkit.models import ModelConfig
 from mlpkit.members import over_members
 from mlpkit.models.energy import cast_params, neighbor_cutoff_a, normalised_energy_fn
@@ -132,12 +130,8 @@ def history_csv(history: list[dict]) -> str:
     """Per-epoch metrics as CSV text, one row per epoch, columns in a fixed order."""
     if not history:
         raise MlpkitError("no epochs to write")
-    stream = io.StringIO()
-    writer = csv.DictWriter(stream, fieldnames=list(history[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) and np.isfinite(v) else v) for k, v in row.items()})
-    return stream.getvalue()
+    rounded = [{k: (f"{v:.6g}" if isinstance(v, float) and np.isfinite(v) else v) for k, v in row.items()} for row in history]
+    return csv_text(rounded, history[0])
 
 
 def write_history(path, history: list[dict]) -> None:
