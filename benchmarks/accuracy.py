@@ -39,6 +39,8 @@ VARIANTS = {
     "wide": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, features=2 * c.model.features)),
     "deep": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, layers=c.model.layers + 1)),
     "radial-16": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, radial_basis=16)),
+    "radial-hidden-64": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, radial_hidden=64)),
+    "vector-messages": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, vector_messages=True)),
     "cutoff-4": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, cutoff_a=4.0)),
     "float64": lambda c: dataclasses.replace(c, float64=True),
 }

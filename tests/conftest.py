@@ -42,9 +42,13 @@ def finished_study(tmp_path_factory):
     return out, run_study(STUDY_CONFIG, out, progress=False)
 
 
+MODEL_VARIANTS = {"mace-vectors": ModelConfig("mace", vector_messages=True)}  # besides the plain architectures
+
+
 def random_checkpoint(architecture: str, symbols=("Si",), members: int = 1) -> Checkpoint:
-    """A model whose zero-initialised parameters (biases, DimeNet++'s readout) are made random, so every path counts."""
-    config = ModelConfig(architecture).quick()
+    """A model whose zero-initialised parameters (biases, DimeNet++'s readout) are made random, so every path counts.
+    ``architecture`` is one of ``mlpkit.models.ARCHITECTURES`` or of ``MODEL_VARIANTS``."""
+    config = (MODEL_VARIANTS[architecture] if architecture in MODEL_VARIANTS else ModelConfig(architecture)).quick()
     stacked = []
     for seed in range(members):
         params = init_params(config, len(symbols), seed)

@@ -24,7 +24,9 @@ ARCHITECTURES = {"painn": PaiNN, "dimenet++": DimeNetPP, "mace": MACE}
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture and size. ``angular_basis``, ``triplet_features`` and ``basis_features`` are DimeNet++ only;
-    ``average_neighbors`` is MACE only (its message sums are divided by its square root; diamond within 5 Å has 28)."""
+    ``average_neighbors``, ``radial_hidden`` and ``vector_messages`` are MACE only: its message sums are divided by
+    the square root of the first (diamond within 5 Å has 28 neighbours), the second is the width of its per-edge
+    radial network, and the third makes messages carry the neighbours' vectors as well as their scalars."""
 
     architecture: str = "mace"  # the most accurate per CPU-second (benchmarks/RESULTS.md)
     cutoff_a: float = 5.0
@@ -36,12 +38,15 @@ class ModelConfig:
     triplet_features: int = 32
     basis_features: int = 8
     average_neighbors: float = 28.0
+    radial_hidden: int = 16
+    vector_messages: bool = False
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise MlpkitError(f"unknown architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
         sizes = {"features": (1, 4096), "layers": (1, 64), "radial_basis": (1, 256), "envelope_exponent": (1, 32),
-                 "angular_basis": (1, 64), "triplet_features": (1, 4096), "basis_features": (1, 1024)}
+                 "angular_basis": (1, 64), "triplet_features": (1, 4096), "basis_features": (1, 1024),
+                 "radial_hidden": (1, 4096)}
         wrong = [f"{name}={getattr(self, name)!r} (allowed {low} … {high})" for name, (low, high) in sizes.items()
                  if not low <= getattr(self, name) <= high]
         if not 0 < self.cutoff_a <= 100:
@@ -71,7 +76,8 @@ def build_model(config: ModelConfig, n_elements: int):
             basis_features=config.basis_features,
         )
     if config.architecture == "mace":
-        common.update(average_neighbors=config.average_neighbors)
+        common.update(average_neighbors=config.average_neighbors, radial_hidden=config.radial_hidden,
+                      vector_messages=config.vector_messages)
     return ARCHITECTURES[config.architecture](**common)
 
 

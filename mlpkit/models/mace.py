@@ -42,7 +42,7 @@ class RadialWeights(nn.Module):
     """[N, M, B] enveloped radial basis → [N, M, n_weights]; no biases, so zero basis gives zero weights."""
 
     n_weights: int
-    hidden: int = 16  # per edge this network is most of a layer's cost on a CPU: keep it narrow
+    hidden: int  # per edge this network is most of a layer's cost on a CPU
 
     @nn.compact
     def __call__(self, radial):
@@ -69,9 +69,17 @@ def coupled(x: e3nn.IrrepsArray, y: e3nn.IrrepsArray, irreps_out: str) -> e3nn.I
     return e3nn.IrrepsArray(irreps, jnp.einsum("nci,ncj,ijk->nck", x.array, y.array, tensor.astype(x.dtype)))
 
 
+def _path_degrees(irreps: e3nn.Irreps, dtype) -> np.ndarray:
+    """[P, dim] 0/1 matrix from each of the P irreps instances of ``irreps`` to its components."""
+    sizes = [ir.dim for mul, ir in irreps for _ in range(mul)]
+    return np.repeat(np.eye(len(sizes)), sizes, axis=1).astype(dtype)
+
+
 class MACEInteraction(nn.Module):
     features: int
     average_neighbors: float
+    radial_hidden: int
+    vector_messages: bool
 
     @nn.compact
     def __call__(self, nodes: e3nn.IrrepsArray, edge_sh: e3nn.IrrepsArray, radial, graph: Graph):
@@ -80,12 +88,14 @@ class MACEInteraction(nn.Module):
         # the atomic basis: A[i, c, lm] = Σ_j R_cl(r_ij) Y_lm(r̂_ij) s_jc / √n̄ from the neighbours' scalars s_j
         # (an outer product per edge; the atom's own vectors enter below, at the atom, where they are cheap)
         scalars = nn.Dense(c, use_bias=False, name="mix_in")(nodes.filter("0e").array)  # [N, C]
-        weights = RadialWeights(c * len(sh), name="radial")(radial).reshape(radial.shape[:2] + (c, len(sh)))
+        weights = RadialWeights(c * len(sh), self.radial_hidden, name="radial")(radial)
+        weights = weights.reshape(radial.shape[:2] + (c, len(sh)))
         weights = jnp.where(graph.edge_mask[..., None, None], weights, 0.0)  # [N, M, C, L]
-        degree = np.repeat(np.eye(len(sh)), [ir.dim for _, ir in sh], axis=1).astype(weights.dtype)  # [L, Σ(2l+1)]
         neighbours = gather_neighbors(scalars, graph.neighbor_index)  # [N, M, C]
-        basis = jnp.einsum("nmc,nmcl,nmk,lk->nck", neighbours, weights, edge_sh.array, degree)
+        basis = jnp.einsum("nmc,nmcl,nmk,lk->nck", neighbours, weights, edge_sh.array, _path_degrees(sh, weights.dtype))
         a = e3nn.IrrepsArray(sh, basis / jnp.sqrt(self.average_neighbors))  # [N, C, 0e + 1o + 2e]
+        if self.vector_messages and nodes.filter("1o").irreps.dim:
+            a = e3nn.concatenate([a, self.vector_basis(nodes, edge_sh, radial, graph)], axis=-1).regroup()
         a = e3nn.flax.Linear(sh, channel_out=c, name="atomic_basis")(a)
         # products within each channel: A, A⊗A, (A⊗A)⊗A (up to four-body), and A ⊗ the atom's own features
         own = nodes.mul_to_axis(c)  # [N, C, irreps of one channel]
@@ -95,6 +105,21 @@ class MACEInteraction(nn.Module):
         hidden = e3nn.Irreps(HIDDEN_L) * c
         update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products.regroup().axis_to_mul())
         return update + e3nn.flax.Linear(hidden, force_irreps_out=True, name="self_connection")(nodes)
+
+    def vector_basis(self, nodes: e3nn.IrrepsArray, edge_sh: e3nn.IrrepsArray, radial, graph: Graph):
+        """[N, C, ·] the neighbours' vectors v_j coupled to the edge harmonics, Σ_j R_cp(r_ij) (v_jc ⊗ Y(r̂_ij))_p / √n̄,
+        one radial weight per coupling path p (MACE's full message; the scalar part is the atomic basis above)."""
+        c = self.features
+        vectors = e3nn.flax.Linear("1o", channel_out=c, name="mix_in_vectors")(nodes.filter("1o").mul_to_axis(c))
+        tensor, irreps = _coupling("1o", EDGE_L, EDGE_L)  # [3, Σ(2l+1), K]: 1o⊗0e → 1o, 1o⊗1o → 0e + 2e, 1o⊗2e → 1o
+        degrees = _path_degrees(irreps, vectors.dtype)  # [P, K]
+        weights = RadialWeights(c * len(degrees), self.radial_hidden, name="radial_vectors")(radial)
+        weights = weights.reshape(radial.shape[:2] + (c, len(degrees)))
+        weights = jnp.where(graph.edge_mask[..., None, None], weights, 0.0)  # [N, M, C, P]
+        neighbours = gather_neighbors(vectors.array, graph.neighbor_index)  # [N, M, C, 3]
+        basis = jnp.einsum("nmci,nmj,ijk,nmcp,pk->nck", neighbours, edge_sh.array, tensor.astype(vectors.dtype),
+                           weights, degrees)
+        return e3nn.IrrepsArray(irreps, basis / jnp.sqrt(self.average_neighbors))
 
 
 class MACE(nn.Module):
@@ -107,6 +132,8 @@ class MACE(nn.Module):
     radial_basis: int
     envelope_exponent: int
     average_neighbors: float
+    radial_hidden: int
+    vector_messages: bool
 
     @nn.compact
     def __call__(self, graph: Graph):
@@ -120,8 +147,10 @@ class MACE(nn.Module):
         nodes = e3nn.IrrepsArray(f"{self.features}x0e", scalars)
         energy = jnp.zeros(scalars.shape[0], scalars.dtype)
         for layer in range(self.layers):
-            nodes = MACEInteraction(self.features, self.average_neighbors, name=f"interaction_{layer}")(
-                nodes, edge_sh, radial, graph)
+            interaction = MACEInteraction(
+                self.features, self.average_neighbors, self.radial_hidden, self.vector_messages,
+                name=f"interaction_{layer}")
+            nodes = interaction(nodes, edge_sh, radial, graph)
             invariants = nodes.filter("0e").array  # [N, C]
             if layer < self.layers - 1:
                 energy = energy + nn.Dense(1, use_bias=False, name=f"readout_{layer}")(invariants)[:, 0]
