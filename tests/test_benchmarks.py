@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -67,6 +68,17 @@ def test_accuracy_benchmark_smoke_trains_two_variants_and_reads_them_back(tmp_pa
     assert len(list(tmp_path.glob("*/*/*.csv"))) == 2  # one history per variant
     again = subprocess.run(command, capture_output=True, text=True, check=True, cwd=BENCHMARKS)
     assert again.stdout.splitlines()[-2:] == first.stdout.splitlines()[-2:]  # read back, not retrained
+
+
+def test_peer_benchmark_smoke_writes_the_split_and_reads_mace_torch_logs(tmp_path):
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "peer_mace.py"), "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True, cwd=BENCHMARKS)
+    report = json.loads(run.stdout.splitlines()[-1])
+    frames = report["frames"]
+    assert frames["train"] + frames["valid"] == 10 and frames["valid"] >= 2 and frames["test"] == 3  # 20 % per group
+    assert report["test"] == {"energy_mae_mev_per_atom": 0.0, "force_mae_ev_per_a": 0.0}  # the truth against itself
+    assert [(row["epoch"], row["elapsed_s"], row["val_force_mae_ev_per_a"]) for row in report["epochs"]] == [
+        (0, 30.5, pytest.approx(0.85588)), (1, 90.5, pytest.approx(0.081))]
 
 
 def test_huge_pages_benchmark_smoke_trains_under_both_allocator_settings():
