@@ -38,7 +38,7 @@ class ModelConfig:
     triplet_features: int = 32
     basis_features: int = 8
     average_neighbors: float = 28.0
-    radial_hidden: int = 16
+    radial_hidden: int = 16  # the shipped MACE sources' width; 64 measures better (benchmarks/RESULTS.md)
     vector_messages: bool = False
 
     def __post_init__(self):
