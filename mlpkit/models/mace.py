@@ -88,9 +88,7 @@ class MACEInteraction(nn.Module):
         # the atomic basis: A[i, c, lm] = Σ_j R_cl(r_ij) Y_lm(r̂_ij) s_jc / √n̄ from the neighbours' scalars s_j
         # (an outer product per edge; the atom's own vectors enter below, at the atom, where they are cheap)
         scalars = nn.Dense(c, use_bias=False, name="mix_in")(nodes.filter("0e").array)  # [N, C]
-        weights = RadialWeights(c * len(sh), self.radial_hidden, name="radial")(radial)
-        weights = weights.reshape(radial.shape[:2] + (c, len(sh)))
-        weights = jnp.where(graph.edge_mask[..., None, None], weights, 0.0)  # [N, M, C, L]
+        weights = self.edge_weights(len(sh), radial, graph, "radial")  # [N, M, C, L]
         neighbours = gather_neighbors(scalars, graph.neighbor_index)  # [N, M, C]
         basis = jnp.einsum("nmc,nmcl,nmk,lk->nck", neighbours, weights, edge_sh.array, _path_degrees(sh, weights.dtype))
         a = e3nn.IrrepsArray(sh, basis / jnp.sqrt(self.average_neighbors))  # [N, C, 0e + 1o + 2e]
@@ -106,6 +104,12 @@ class MACEInteraction(nn.Module):
         update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products.regroup().axis_to_mul())
         return update + e3nn.flax.Linear(hidden, force_irreps_out=True, name="self_connection")(nodes)
 
+    def edge_weights(self, n_paths: int, radial, graph: Graph, name: str):
+        """[N, M, C, n_paths] radial weights per channel and coupling path, zero on padding edges."""
+        weights = RadialWeights(self.features * n_paths, self.radial_hidden, name=name)(radial)
+        weights = weights.reshape(radial.shape[:2] + (self.features, n_paths))
+        return jnp.where(graph.edge_mask[..., None, None], weights, 0.0)
+
     def vector_basis(self, nodes: e3nn.IrrepsArray, edge_sh: e3nn.IrrepsArray, radial, graph: Graph):
         """[N, C, ·] the neighbours' vectors v_j coupled to the edge harmonics, Σ_j R_cp(r_ij) (v_jc ⊗ Y(r̂_ij))_p / √n̄,
         one radial weight per coupling path p (MACE's full message; the scalar part is the atomic basis above)."""
@@ -113,9 +117,7 @@ class MACEInteraction(nn.Module):
         vectors = e3nn.flax.Linear("1o", channel_out=c, name="mix_in_vectors")(nodes.filter("1o").mul_to_axis(c))
         tensor, irreps = _coupling("1o", EDGE_L, EDGE_L)  # [3, Σ(2l+1), K]: 1o⊗0e → 1o, 1o⊗1o → 0e + 2e, 1o⊗2e → 1o
         degrees = _path_degrees(irreps, vectors.dtype)  # [P, K]
-        weights = RadialWeights(c * len(degrees), self.radial_hidden, name="radial_vectors")(radial)
-        weights = weights.reshape(radial.shape[:2] + (c, len(degrees)))
-        weights = jnp.where(graph.edge_mask[..., None, None], weights, 0.0)  # [N, M, C, P]
+        weights = self.edge_weights(len(degrees), radial, graph, "radial_vectors")  # [N, M, C, P]
         neighbours = gather_neighbors(vectors.array, graph.neighbor_index)  # [N, M, C, 3]
         basis = jnp.einsum("nmci,nmj,ijk,nmcp,pk->nck", neighbours, edge_sh.array, tensor.astype(vectors.dtype),
                            weights, degrees)
