@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--data", choices=["sw", "mlearn"], default="sw")
     study.add_argument("--mlearn-dir", help="folder with {Si,Ge}/{training,test}.json (for --data mlearn)")
     study.add_argument("--sizes", type=int, nargs="+", help="Ge training frames per run, 0 = all (default 5 10 25 50 100 0)")
-    study.add_argument("--seeds", type=int, default=3, help="seeds per cell, trained together as one ensemble (default 3)")
+    study.add_argument("--seeds", type=int,
+                       help="seeds per cell (default 3; 1 with --quick): members of one ensemble on one draw of the Ge data, or with "
+                            "--preset paper / gpu independent draws (each its own Ge subset, validation split and model)")
     study.add_argument("--inits", nargs="+", default=["scratch", "transfer"],
                        help="scratch, transfer, transfer-plain; scratch-/transfer- with the suffix -active (the Ge frames the Si "
                             "ensemble disagrees on most) or -diverse (farthest-point sampling in the transferred model's "
@@ -95,8 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--rescale-lengths", action=argparse.BooleanOptionalAction, default=True,
                        help="'transfer' models see Ge geometry scaled by a_Si / a_Ge of the data's reference (default: on, "
                             "the best protocol measured; 'transfer-plain', the paper's, never is)")
-    study.add_argument("--source", help="a trained Si checkpoint to transfer from instead of training one (a path, or "
-                                        "pretrained:NAME, e.g. pretrained:si_mace_sw); its architecture and size are used")
+    study.add_argument("--source", help="the Si checkpoint to transfer from (a path, or pretrained:NAME); its architecture "
+                                        "and size are used. Default: the shipped source of the data (sw: "
+                                        "pretrained:si_mace_sw, mlearn: pretrained:si_mace_mlearn) when it is the model the "
+                                        "study trains, else a Si model trained first")
+    study.add_argument("--train-source", action="store_true", help="train the Si source within the study instead")
+    study.add_argument("--max-train-temperature", type=float, metavar="K",
+                       help="temperature transferability: train and validate the Ge models only on frames at or below K "
+                            "(frames without a temperature are kept); the test errors are reported by temperature band")
     study.add_argument("--epochs", type=int, help="maximum epochs per training (default 300; 20 with --quick)")
     study.add_argument("--features", type=int, help="feature width (default 64; 32 with --quick)")
     study.add_argument("--layers", type=int, help="message-passing layers (default 3; 2 with --quick)")
@@ -108,9 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--wait-timeout", type=float, default=600.0,
                        help="seconds a process waits for a run another process has not started or stopped updating "
                             "(default 600)")
-    study.add_argument("--model", default=ModelConfig().architecture, choices=sorted(ARCHITECTURES))
+    study.add_argument("--model", choices=sorted(ARCHITECTURES), help=f"architecture (default {ModelConfig().architecture})")
     study.add_argument("--out", required=True, help="output folder: results.csv, results.json, report.html, runs/")
-    study.add_argument("--quick", action="store_true", help="small models, 20 epochs, sizes up to 100 (timings: benchmarks/RESULTS.md)")
+    study.add_argument("--preset", choices=["quick", "paper", "gpu"],
+                       help="quick: a demonstration in minutes; paper: the paper's sizes 5 … all with 3 independent draws, "
+                            "sized for 2 CPU cores (≤ 150 min as two processes, see README); gpu: the same at full model "
+                            "size (default: the default model and sizes, the seeds as ensemble members)")
+    study.add_argument("--quick", action="store_true", help="the same as --preset quick")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run=study_command)
     stability = verbs.add_parser("stability", help="stability map of a finished study: MD survival by temperature and Ge set size")

@@ -146,23 +146,52 @@ def study_command(args) -> None:
     from mlpkit.study import StudyConfig, run_study
     from mlpkit.training import TrainConfig
 
-    config = StudyConfig(
-        data=args.data, mlearn_dir=args.mlearn_dir, seeds=tuple(range(args.seeds)), inits=tuple(args.inits),
-        train=TrainConfig(model=ModelConfig(args.model)), rescale_lengths=args.rescale_lengths, source=args.source,
-    )
-    config = config.quick() if args.quick else config
+    preset = "quick" if args.quick else args.preset
+    if args.quick and args.preset not in (None, "quick"):
+        raise MlpkitError(f"--quick is --preset quick: it cannot be combined with --preset {args.preset}")
+    config = StudyConfig(data=args.data, mlearn_dir=args.mlearn_dir, inits=tuple(args.inits),
+                         train=TrainConfig(model=ModelConfig(args.model or ModelConfig().architecture)),
+                         rescale_lengths=args.rescale_lengths, max_train_temperature_k=args.max_train_temperature)
+    config = {"quick": StudyConfig.quick, "paper": StudyConfig.paper, "gpu": StudyConfig.gpu}.get(preset, lambda c: c)(config)
     sizes = {"features": args.features, "layers": args.layers}
     model = dataclasses.replace(config.train.model, **{k: v for k, v in sizes.items() if v is not None})
-    if args.source:  # the Ge models take the source's architecture and size
-        model = load_checkpoint(args.source).config
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, model=model))
+    source = study_source(args, model)
+    if source is not None:  # the Ge models take the source's architecture and size
+        model = load_checkpoint(source).config
+    config = dataclasses.replace(config, source=source, train=dataclasses.replace(config.train, model=model))
     if args.sizes:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
+    if args.seeds is not None:
+        config = dataclasses.replace(config, seeds=tuple(range(args.seeds)))
     if args.epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_epochs=args.epochs))
     writable_folder(args.out)
     rows = run_study(config, args.out, progress=not args.no_progress, wait_timeout_s=args.wait_timeout)
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
+
+
+def study_source(args, model) -> str | None:
+    """The Si checkpoint a study transfers from: ``--source``; else, unless ``--train-source``, the shipped source of
+    the data when it is the model asked for; None: the study trains its own. An explicit ``--model``,
+    ``--features`` or ``--layers`` that the given source does not have is an error, not ignored."""
+    from mlpkit.checkpoint import load_checkpoint
+    from mlpkit.study.config import SHIPPED_SOURCES
+
+    if args.train_source:
+        if args.source:
+            raise MlpkitError("--source and --train-source exclude each other: transfer from a given model or train one")
+        return None
+    if args.source is None:
+        shipped = SHIPPED_SOURCES[args.data]
+        return shipped if load_checkpoint(shipped).config == model else None
+    given = load_checkpoint(args.source).config
+    asked = {"architecture": args.model, "features": args.features, "layers": args.layers}
+    clashes = [f"--{name.replace('architecture', 'model')} {value} (the source has {getattr(given, name)})"
+               for name, value in asked.items() if value is not None and value != getattr(given, name)]
+    if clashes:
+        raise MlpkitError(f"{args.source}: the Ge models take the source's architecture and size, and the source does not "
+                          f"match {', '.join(clashes)}; leave these flags out, or use --train-source")
+    return args.source
 
 
 def stability_command(args) -> None:

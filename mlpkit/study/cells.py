@@ -102,13 +102,16 @@ def target_run(config: StudyConfig, data: StudyData, checksums: dict, source: di
     its checkpoint's path)."""
     recipe = recipe_of(config, init)
     n_frames = len(data.frames(recipe.selection, size))
-    payload = _payload(config, checksums, "target", size=n_frames, init=init, train=dataclasses.asdict(config.members))
+    members = config.members_for(n_frames)
+    payload = _payload(config, checksums, "target", size=n_frames, init=init, train=dataclasses.asdict(members))
+    if config.max_train_temperature_k is not None:  # absent otherwise, so that older runs keep their keys
+        payload["max_train_temperature_k"] = config.max_train_temperature_k
     if recipe.needs_source:  # an active selection ranks through the transfer's length scale, so it is part of the key
         payload["transfer"] = dataclasses.asdict(recipe.transfer or recipe_of(config, "transfer").transfer)
         payload["source_sha256"] = source["sha256"]
     folder = out / "runs" / run_key(payload)
 
     def fit():
-        return train_cell(data, recipe, size, config.members, source and source["checkpoint"], progress=progress)
+        return train_cell(data, recipe, size, members, source and source["checkpoint"], progress=progress)
 
     return cached_training(folder, payload, fit, data.ge_test, wait_timeout_s), n_frames, folder / "model.npz"

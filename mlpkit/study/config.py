@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
+
+import numpy as np
 
 from mlpkit.data import load_dataset, shuffled, sw_data_path, train_val_split
 from mlpkit.data.dataset import Dataset
@@ -17,6 +20,9 @@ from mlpkit.transfer import TransferConfig
 
 QUICK_STUDY_EPOCHS = 20  # half the quick training preset's epochs: the quick sweep is 11 trainings (timings: RESULTS.md)
 STUDY_FILES = (("Si", "training"), ("Ge", "training"), ("Ge", "test"))
+# the Si model every study of a data type transfers from unless told otherwise (mlpkit/pretrained/README.md)
+SHIPPED_SOURCES = {"sw": "pretrained:si_mace_sw", "mlearn": "pretrained:si_mace_mlearn"}
+PAPER_STEPS_PER_RUN = 500  # optimiser steps per Ge training of the paper preset: 36 runs in ≤ 150 min on 2 cores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +43,15 @@ class StudyConfig:
     validation_fraction: float = 0.1
     data_seed: int = 0
     source: str | None = None  # a trained Si checkpoint (path or pretrained:NAME) used instead of training one
+    # True: each seed is a draw of its own (its Ge subset, validation split and batch order from data_seed + seed,
+    # one model initialised by the seed); False: the seeds are the members of one ensemble per cell, on one draw
+    independent_draws: bool = False
+    # temperature transferability: the Ge models train and validate only on frames at or below this temperature
+    # (frames of unknown temperature, Elastic and Surface, are kept); the test set keeps every frame
+    max_train_temperature_k: float | None = None
+    # each Ge training runs for about this many optimiser steps (epochs = steps / batches per epoch, at most
+    # train.max_epochs), so a small set trains as long as a large one; None: train.max_epochs for every size
+    steps_per_run: int | None = None
 
     def __post_init__(self):
         if self.data not in ("sw", "mlearn"):
@@ -46,16 +61,55 @@ class StudyConfig:
         unknown = sorted(set(self.inits) - set(INITS))
         if unknown or not self.inits or not self.seeds or min(self.sizes, default=-1) < 0:
             raise MlpkitError(f"invalid study: inits must come from {list(INITS)}, seeds and sizes ≥ 0 non-empty")
+        if len(set(self.sizes)) != len(self.sizes) or len(set(self.seeds)) != len(self.seeds) or len(set(self.inits)) != len(self.inits):
+            raise MlpkitError(f"invalid study: sizes {list(self.sizes)}, seeds {list(self.seeds)} and inits "
+                              f"{list(self.inits)} must each be distinct (a repeat would count one run twice)")
+        if min(self.seeds) < 0 or self.data_seed < 0:
+            raise MlpkitError(f"invalid study: seeds and data_seed must be ≥ 0, got {list(self.seeds)} and {self.data_seed}")
+        if self.steps_per_run is not None and self.steps_per_run < 1:
+            raise MlpkitError(f"invalid study: steps_per_run must be ≥ 1, got {self.steps_per_run}")
+        if self.max_train_temperature_k is not None and not 0 < self.max_train_temperature_k < math.inf:
+            raise MlpkitError(f"invalid study: max_train_temperature_k must be a temperature > 0 K, got {self.max_train_temperature_k}")
 
     def quick(self) -> StudyConfig:
-        """Sizes up to 100 and quick models trained for half the quick epochs (the sweep is 11 trainings)."""
+        """A demonstration in minutes: sizes 5 and 25, one seed, quick models trained for half the quick epochs."""
         train = dataclasses.replace(self.train.quick(), max_epochs=QUICK_STUDY_EPOCHS, patience_epochs=QUICK_STUDY_EPOCHS // 2)
-        return dataclasses.replace(self, sizes=(5, 10, 25, 50, 100), train=train)
+        return dataclasses.replace(self, sizes=(5, 25), seeds=(0,), train=train)
+
+    def paper(self) -> StudyConfig:
+        """The paper's study sized for two CPU cores: sizes 5 … all, three independent draws, the quick model
+        trained for :data:`PAPER_STEPS_PER_RUN` steps (at most 250 epochs), from the shipped source of the data."""
+        train = dataclasses.replace(self.train.quick(), max_epochs=250, patience_epochs=60)
+        return dataclasses.replace(self, sizes=(5, 10, 25, 50, 100, 0), seeds=(0, 1, 2), independent_draws=True, train=train,
+                                   steps_per_run=PAPER_STEPS_PER_RUN, source=self.source or SHIPPED_SOURCES[self.data])
+
+    def gpu(self) -> StudyConfig:
+        """The paper's study at full size, for a GPU: the default model, up to 300 epochs, three independent draws."""
+        return dataclasses.replace(self, sizes=(5, 10, 25, 50, 100, 0), seeds=(0, 1, 2), independent_draws=True)
+
+    def draws(self) -> list[StudyConfig]:
+        """The study as draws of the Ge data: one per seed with ``independent_draws`` (each an ordinary study of
+        one seed, its data seed offset by the seed), else the study itself."""
+        if not self.independent_draws:
+            return [self]
+        return [dataclasses.replace(self, seeds=(seed,), data_seed=self.data_seed + seed, independent_draws=False,
+                                    train=dataclasses.replace(self.train, data_seed=self.data_seed + seed))
+                for seed in self.seeds]
 
     @property
     def members(self) -> TrainConfig:
         """The training configuration of every cell: one ensemble member per seed."""
         return dataclasses.replace(self.train, seeds=self.seeds)
+
+    def members_for(self, n_frames: int) -> TrainConfig:
+        """:attr:`members` with its epochs set by ``steps_per_run`` for a training set of ``n_frames``."""
+        if self.steps_per_run is None:
+            return self.members
+        batches = max(1, math.ceil(n_frames / self.train.batch_size))
+        epochs = min(self.train.max_epochs, max(1, math.ceil(self.steps_per_run / batches)))
+        patience = min(self.train.patience_epochs, max(1, epochs // 4))
+        return dataclasses.replace(self.members, max_epochs=epochs, patience_epochs=patience,
+                                   warmup_epochs=min(self.train.warmup_epochs, epochs - 1))
 
     @classmethod
     def from_dict(cls, values: dict) -> StudyConfig:
@@ -106,8 +160,15 @@ def load_study_data(config: StudyConfig) -> StudyData:
                                               config.data_seed)
     ge_pool, ge_validation = train_val_split(load_dataset(data_path(config, "Ge", "training")), config.validation_fraction,
                                              config.data_seed)
+    if config.max_train_temperature_k is not None:
+        ge_pool, ge_validation = (at_most(frames, config.max_train_temperature_k) for frames in (ge_pool, ge_validation))
     return StudyData(config.data, si_train, si_validation, shuffled(ge_pool, config.data_seed), ge_validation,
                      load_dataset(data_path(config, "Ge", "test")))
+
+
+def at_most(frames: Dataset, temperature_k: float) -> Dataset:
+    """The frames at or below ``temperature_k``, and those of unknown temperature (Elastic, Surface)."""
+    return frames.select(np.flatnonzero(~(frames.temperature_k > temperature_k)))
 
 
 def data_checksums(config: StudyConfig) -> dict[str, str]:

@@ -52,26 +52,26 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
     out = Path(out)
     devices = jax.local_devices() if devices is None else list(devices)
     index, count = (jax.process_index(), jax.process_count()) if process is None else process
-    data, checksums = load_study_data(config), data_checksums(config)
-    recipes = [recipe_of(config, init) for init in config.inits]
-    source_wait = wait_timeout_s if index != 0 else None
-    source = source_model(config, data, checksums, out, progress, source_wait) if any(r.needs_source for r in recipes) else None
-    for selection in sorted({recipe.selection for recipe in recipes} - {"random"}):
-        data = data.with_ranking(selection, ranked_order(selection, config, data, source, checksums, out))
-    cells = [(size, init) for size in config.sizes for init in config.inits]
+    draws = [_prepared_draw(draw, out, progress, wait_timeout_s if index != 0 else None) for draw in config.draws()]
+    # draws innermost: neighbouring cells cost alike, so every-P-th sharding balances the processes
+    cells = [(size, init, k) for size in config.sizes for init in config.inits for k in range(len(draws))]
     inner_progress = progress and len(devices) == 1
 
     def run_cell(cell, wait_s=None):
-        return target_run(config, data, checksums, source, *cell, out, inner_progress, wait_s)
+        size, init, k = cell
+        draw, data, checksums, source = draws[k]
+        return target_run(draw, data, checksums, source, size, init, out, inner_progress, wait_s)
 
     executors = [ThreadPoolExecutor(1) for _ in devices]
     try:
         futures = _submit_on_devices(shard(cells, index, count), run_cell, devices, executors)
         rows = []
-        for size, init in tqdm(cells, desc="study", unit="run", disable=not progress):
-            mine = futures.get((size, init))
-            run, n_frames, path = mine.result() if mine else run_cell((size, init), wait_timeout_s)
-            for row in result_rows(config.data, n_frames, init, config.seeds, run["test"], run["wall_s"], path.relative_to(out)):
+        for cell in tqdm(cells, desc="study", unit="run", disable=not progress):
+            mine = futures.get(cell)
+            run, n_frames, path = mine.result() if mine else run_cell(cell, wait_timeout_s)
+            size, init, k = cell
+            for row in result_rows(config.data, n_frames, init, draws[k][0].seeds, run["test"], run["wall_s"],
+                                   path.relative_to(out)):
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -81,14 +81,24 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
         for executor in executors:
             executor.shutdown(cancel_futures=True)
     if index == 0:
-        write_study_files(config, data.ge_test, out, rows, read_stability_csv(out / "stability.csv"))
+        write_study_files(config, draws[0][1].ge_test, out, rows, read_stability_csv(out / "stability.csv"))
     return rows
+
+
+def _prepared_draw(config: StudyConfig, out: Path, progress: bool, source_wait_s: float | None) -> tuple:
+    """(config, its data with every ranking the inits need, data checksums, source run or None) of one draw."""
+    data, checksums = load_study_data(config), data_checksums(config)
+    recipes = [recipe_of(config, init) for init in config.inits]
+    source = source_model(config, data, checksums, out, progress, source_wait_s) if any(r.needs_source for r in recipes) else None
+    for selection in sorted({recipe.selection for recipe in recipes} - {"random"}):
+        data = data.with_ranking(selection, ranked_order(selection, config, data, source, checksums, out))
+    return config, data, checksums, source
 
 
 def write_study_files(config: StudyConfig, test: Dataset, out: Path, rows: list[dict], stability: list[dict] = ()) -> None:
     """``results.csv``, ``results.json`` and ``report.html`` of finished ``rows``, with the errors by group
     and temperature on ``test`` and the stability map of ``stability`` (rows of ``stability.csv``)."""
-    breakdown, parity = breakdown_on_test_set(config.seeds, test, out, rows)
+    breakdown, parity = breakdown_on_test_set(test, out, rows, config.max_train_temperature_k)
     write_results(out, config, rows, breakdown)
     write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
                  breakdown=breakdown, parity=parity, stability=stability)
