@@ -202,7 +202,7 @@ def stability_command(args) -> None:
     preset = MapSettings.quick() if args.quick else MapSettings()
     sizes = args.sizes
     if args.quick and not sizes:  # the smallest and the largest Ge set: where the map differs most
-        known = sorted({size for size, _ in study_cells(args.study)})
+        known = sorted({size for size, _ in study_cells(args.study)}, key=lambda n: n or float('inf'))
         sizes = (known[0], known[-1])
     settings = MapSettings(
         temperatures_k=tuple(args.temperatures) if args.temperatures else preset.temperatures_k,

@@ -82,3 +82,20 @@ def test_damaged_tables_are_named_and_a_damaged_cell_is_computed_again(finished_
     monkeypatch.setattr(stability_module, "potential_stability", lambda *args: computed.append(1) or original(*args))
     assert stability_map(study, sizes=(2,), inits=("scratch",), settings=settings, out=tmp_path / "map", progress=False) == rows
     assert computed == [1]
+
+
+def test_a_swapped_model_is_refused_and_draws_pool_their_replicas(finished_study, tmp_path):
+    study, rows = finished_study
+    first, other = (study / rows[0]["checkpoint"]), next(study / r["checkpoint"] for r in rows if r["checkpoint"] != rows[0]["checkpoint"])
+    intact = first.read_bytes()
+    try:
+        first.write_bytes(other.read_bytes())  # one run's model copied over another's
+        with pytest.raises(MlpkitError, match="model.npz is not the checkpoint this run wrote"):
+            stability_map(study, settings=SHORT, out=tmp_path, progress=False)
+    finally:
+        first.write_bytes(intact)
+    draws = [[{"size": 5, "init": "transfer", "temperature_k": 300.0, "fraction_stable": f, "mean_time_to_failure_fs": t,
+               "replicas": 2}] for f, t in ((1.0, 2000.0), (0.5, 1500.0), (0.0, 100.0))]
+    (pooled,) = stability_module.pooled_rows(draws)
+    assert pooled["fraction_stable"] == pytest.approx(0.5) and pooled["replicas"] == 6
+    assert pooled["mean_time_to_failure_fs"] == pytest.approx(1200.0)

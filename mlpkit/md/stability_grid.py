@@ -51,22 +51,32 @@ class MapSettings:
         return cls(temperatures_k=(605.0, 1.5 * GE_MELTING_K), duration_fs=250.0, replicas=2)
 
 
-def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], Path]:
-    """(size, init) → the ensemble checkpoint of that cell, from ``<study_dir>/results.csv``; optionally
-    only the given sizes and initialisations."""
+def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list[Path]]:
+    """(size, init) → the checkpoints of that cell (one per draw of the Ge data, or one ensemble), from
+    ``<study_dir>/results.csv``; optionally only the given sizes and initialisations. Every run is checked
+    against its record (:func:`~mlpkit.study.cache.finished_record`): a swapped or edited model is refused."""
+    from mlpkit.study.cache import finished_record  # the study's own check; imported here, as the study imports this module
+
     study_dir = Path(study_dir)
     path = study_dir / "results.csv"
     if not path.is_file():
         raise MlpkitError(f"{path} not found: the stability map reads a study written by `mlpkit study`")
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
+    cells: dict[tuple[int, str], list[Path]] = {}
     try:
-        cells = {(int(row["size"]), row["init"]): study_dir / row["checkpoint"] for row in rows
-                 if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits)}
+        for row in rows:
+            if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits):
+                checkpoints = cells.setdefault((int(row["size"]), row["init"]), [])
+                if study_dir / row["checkpoint"] not in checkpoints:
+                    checkpoints.append(study_dir / row["checkpoint"])
     except (KeyError, TypeError, ValueError) as error:
         raise MlpkitError(f"{path}: not a study's results table (columns size, init, checkpoint): {error!r}") from error
     if not cells:
         raise MlpkitError(f"{path} has no cell with sizes {sizes} and inits {inits}")
+    for checkpoints in cells.values():
+        for checkpoint in checkpoints:
+            finished_record(checkpoint.parent)
     return cells
 
 
@@ -75,22 +85,36 @@ def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs:
                   progress: bool = True) -> list[dict]:
     """Rows with :data:`STABILITY_COLUMNS`, one per (size, init, temperature), for the cells of the study in
     ``study_dir`` (see :func:`study_cells`); also written to ``<out>/stability.csv`` (``out``: the study's
-    folder unless given), with each finished cell in ``<out>/stability/``.
+    folder unless given), with each finished model's runs in ``<out>/stability/``.
 
     ``settings`` replaces ``temperatures_k``, ``duration_fs`` and ``replicas`` when given. ``on_row(row)`` is
-    called as each row becomes available (live maps). ``mean_time_to_failure_fs`` counts a run that
-    survived as the whole duration, so it is a lower bound wherever some survived.
+    called as each row becomes available (live maps). A cell of several draws runs ``replicas`` seeds on each
+    draw's model and pools them. ``mean_time_to_failure_fs`` counts a run that survived as the whole duration,
+    so it is a lower bound wherever some survived.
     """
     settings = settings or MapSettings(tuple(float(t) for t in temperatures_k), float(duration_fs), int(replicas))
     out = Path(study_dir if out is None else out)
     rows = []
-    for (size, init), checkpoint in study_cells(study_dir, sizes, inits).items():
-        for row in _cell_rows(size, init, checkpoint, settings, out / "stability", progress):
+    for (size, init), checkpoints in study_cells(study_dir, sizes, inits).items():
+        draws = [_model_rows(size, init, k, checkpoint, settings, out / "stability", progress) for k, checkpoint in enumerate(checkpoints)]
+        for row in pooled_rows(draws):
             rows.append(row)
             if on_row is not None:
                 on_row(row)
         write_stability_csv(out / "stability.csv", rows)
     return rows
+
+
+def pooled_rows(draws: list[list[dict]]) -> list[dict]:
+    """One row per temperature from the rows of each draw's model: the fractions and times averaged with the
+    replicas as weights, the replicas summed."""
+    pooled = []
+    for same_temperature in zip(*draws):
+        runs = sum(row["replicas"] for row in same_temperature)
+        mean = {key: sum(row[key] * row["replicas"] for row in same_temperature) / runs
+                for key in ("fraction_stable", "mean_time_to_failure_fs")}
+        pooled.append({**same_temperature[0], **mean, "replicas": runs})
+    return pooled
 
 
 def potential_stability(potential, settings: MapSettings, progress: bool = False) -> list[dict]:
@@ -102,9 +126,9 @@ def potential_stability(potential, settings: MapSettings, progress: bool = False
     return stability_summary(runs)
 
 
-def _cell_rows(size: int, init: str, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
+def _model_rows(size: int, init: str, draw: int, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
     record = {"checkpoint_sha256": sha256_of(checkpoint), "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
-    path = folder / f"{init}_N{size}.json"
+    path = folder / (f"{init}_N{size}.json" if draw == 0 else f"{init}_N{size}_draw{draw}.json")
     stored = _stored_cell(path)
     if {key: stored.get(key) for key in record} == record:
         return stored["rows"]
