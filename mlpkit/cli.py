@@ -25,6 +25,20 @@ RESUME_HINTS = {
 }
 
 
+def seed(text: str) -> int:
+    """A random seed: an integer ≥ 0 (NumPy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer ≥ 0, got {value}")
+    return value
+
+
+SIGNALLED = (130, 143)  # the exit codes after SIGINT and SIGTERM
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that open atomic writes are cleaned up on the way out."""
 
@@ -43,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate = data_verbs.add_parser("generate", help="generate the Stillinger–Weber reference data sets")
     generate.add_argument("--element", nargs="+", default=["Si", "Ge"], choices=["Si", "Ge"])
     generate.add_argument("--out", default="sw-data", help="output folder (default: sw-data; the shipped sets are mlpkit/data/sw)")
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--seed", type=seed, default=0)
     generate.add_argument("--quick", action="store_true", help="a few frames per group, for tests")
     generate.add_argument("--no-progress", action="store_true")
     generate.set_defaults(run=generate_command)
@@ -66,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--test", help="data to report final errors on (never used for choices)")
     fit.add_argument("--max-frames", type=int, help="train on this many randomly chosen frames only")
     fit.add_argument("--ensemble", type=int, default=1, help="number of members trained together (seeds seed … seed+K−1)")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--data-seed", type=int, default=0, help="seed of the split and the batch order")
+    fit.add_argument("--seed", type=seed, default=0)
+    fit.add_argument("--data-seed", type=seed, default=0, help="seed of the split and the batch order")
     fit.add_argument("--epochs", type=int, help="maximum number of epochs")
     fit.add_argument("--batch-size", type=int, help="frames per step (default 8)")
     fit.add_argument("--learning-rate", type=float, help="peak Adam learning rate (default 2e-3)")
@@ -79,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="energy weight of a late training stage (the loss weighs energies 1 and forces 1 before it)")
     fit.add_argument("--late-fraction", type=float, default=0.2, help="share of the epochs the late stage takes (default 0.2)")
     fit.add_argument("--quick", action="store_true", help="small model, 40 epochs: about two minutes on a laptop")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace a finished run in --out made from other data or settings (refused otherwise)")
     fit.add_argument("--allow-outliers", action="store_true", help="train even on frames mlpkit.data.outlier_report finds suspicious")
     fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(run=train_command)
@@ -155,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--structure", help="starting structure (any ASE-readable file); default: diamond supercell")
     md.add_argument("--element", choices=["Si", "Ge"], help="element of the default diamond supercell (default: the potential's)")
     md.add_argument("--supercell", type=int, default=2, help="repeats of the 8-atom cubic cell (default 2: 64 atoms)")
-    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--seed", type=seed, default=0)
     md.add_argument("--chunk", type=int, default=20, help="steps per compiled chunk, and per thermo row (default 20)")
     md.add_argument("--forces", action="store_true", help="also store forces in the trajectory")
     md.add_argument("--max-spread", type=float, default=2.0, help="ensemble force spread (eV/Å) that counts as failure")
@@ -174,10 +190,24 @@ def main(argv=None) -> int:
     code = _run(args)
     if code and getattr(args, "distributed", False):
         # jax.distributed's shutdown would wait for the peers this process gave up on, then abort: leave now
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        leave(code)
     return code
+
+
+def leave(code: int) -> None:
+    """End the process with ``code`` without the interpreter's shutdown: every result is written (atomically)
+    by then, and XLA's threads, stopped mid-work by a signal, can crash that shutdown (a segfault or an abort)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _resume_hint(args) -> str:
+    """What an interrupted verb has kept, if it has kept anything yet."""
+    out = getattr(args, "out", None) or getattr(args, "study", "")
+    if args.verb == "train" and not os.path.exists(os.path.join(out, "model.resume.npz")):
+        return ""  # no epoch had finished: nothing is kept, and a rerun starts over
+    return RESUME_HINTS.get(args.verb, "").format(out=out)
 
 
 def _run(args) -> int:
@@ -196,7 +226,7 @@ def _run(args) -> int:
         print(f"mlpkit: error: {where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as signalled:
-        kept = RESUME_HINTS.get(args.verb, "").format(out=getattr(args, "out", None) or getattr(args, "study", ""))
+        kept = _resume_hint(args)
         print(f"mlpkit: interrupted{'; ' + kept if kept else ''}; run the same command again to "
               f"{'resume' if kept else 'start over'}", file=sys.stderr)
         return 143 if isinstance(signalled, Terminated) else 130
@@ -211,7 +241,10 @@ def entry() -> int:
     (:mod:`mlpkit.runtime`), then :func:`main`."""
     if sys.platform == "linux" and with_huge_pages(os.environ) != dict(os.environ):
         run_with_huge_pages([sys.executable, "-m", "mlpkit", *sys.argv[1:]])
-    return main()
+    code = main()
+    if code in SIGNALLED:
+        leave(code)
+    return code
 
 
 if __name__ == "__main__":

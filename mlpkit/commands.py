@@ -77,6 +77,8 @@ def train_command(args) -> None:
     else:
         train_set, validation_set = train_val_split(dataset, args.val_fraction, seed=args.data_seed)
     if args.max_frames is not None:
+        if args.max_frames > len(train_set):
+            raise MlpkitError(f"--max-frames {args.max_frames}: the training set holds only {len(train_set)} frames")
         train_set = shuffled(train_set, args.data_seed).first(args.max_frames)
     config = TrainConfig(model=ModelConfig(args.model), seeds=tuple(range(args.seed, args.seed + args.ensemble)),
                          data_seed=args.data_seed, float64=args.float64)
@@ -95,10 +97,46 @@ def train_command(args) -> None:
     if outliers and not args.allow_outliers:
         raise DataError(f"{describe(outliers)}; fix or remove them, or pass --allow-outliers", path=args.data)
     with locked_folder(out):
-        _fit(args, out, train_set, validation_set, config)
+        inputs = _run_inputs(config, train_set, validation_set)
+        _refuse_other_finished_run(out, inputs, args.overwrite)
+        _fit(args, out, train_set, validation_set, config, inputs)
 
 
-def _fit(args, out, train_set, validation_set, config) -> None:
+def _run_inputs(config, train_set, validation_set) -> dict:
+    """What makes a training run this run: its settings and the SHA-256 of its frames (JSON-able)."""
+    import dataclasses
+    import json
+
+    from mlpkit.data.dataset import ATOM_FIELDS, FRAME_FIELDS
+    from mlpkit.training.resume import fingerprint
+
+    def digest(frames):
+        return fingerprint(*(getattr(frames, name) for name in FRAME_FIELDS + ATOM_FIELDS))
+
+    settings = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return {"config": settings, "training_frames_sha256": digest(train_set), "validation_frames_sha256": digest(validation_set)}
+
+
+def _refuse_other_finished_run(out, inputs: dict, overwrite: bool) -> None:
+    """A folder holding a finished run (``metrics.json``) from other inputs is not written over without ``--overwrite``."""
+    import json
+
+    path = out / "metrics.json"
+    if overwrite or not path.exists():
+        return
+    try:
+        recorded = json.loads(path.read_text()).get("inputs") or {}
+    except (OSError, ValueError, AttributeError):
+        recorded = {}
+    changed = [key for key in ("training_frames_sha256", "validation_frames_sha256") if recorded.get(key) != inputs[key]]
+    settings = recorded.get("config") or {}
+    changed += [f"config.{key}" for key in sorted(set(settings) | set(inputs["config"])) if settings.get(key) != inputs["config"].get(key)]
+    if changed:
+        raise MlpkitError(f"{out} holds a finished run made from other inputs (differing: {', '.join(changed)}); choose "
+                          "another --out, or pass --overwrite to replace model.npz, history.csv and metrics.json")
+
+
+def _fit(args, out, train_set, validation_set, config, inputs: dict) -> None:
     import json
 
     from mlpkit.fileio import write_text_atomic
@@ -118,7 +156,7 @@ def _fit(args, out, train_set, validation_set, config) -> None:
     result = train(train_set, validation_set, config, callback=record, checkpoint_path=out / "model.npz",
                    progress=not args.no_progress)
     summary = {"validation": evaluate(result.checkpoint, validation_set), "wall_s": result.wall_s,
-               "best_epoch": result.best_epoch.tolist()}
+               "best_epoch": result.best_epoch.tolist(), "inputs": inputs}
     if args.test:
         summary["test"] = evaluate(result.checkpoint, _resolve_data(args.test))
     finite = {split: ({k: (v if v == v else None) for k, v in m.items()} if isinstance(m, dict) else m)

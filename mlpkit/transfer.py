@@ -76,11 +76,18 @@ class TransferConfig:
 
 
 def transferred(source: Checkpoint, transfer: TransferConfig) -> Checkpoint:
-    """``source`` as a model of the target element, before any training: table renamed, lengths scaled."""
+    """``source`` as a model of the target element, before any training: table renamed, lengths scaled. A
+    source without the elements the transfer maps from (a Ge model given as the Si source) is refused."""
+    mapping = dict(transfer.element_map)
+    symbols = set(source.table.symbols)
+    if not set(mapping) <= symbols or set(mapping.values()) & (symbols - set(mapping)):
+        raise MlpkitError(f"the source model is for {list(source.table.symbols)}, and the transfer maps "
+                          f"{', '.join(f'{a} → {b}' for a, b in mapping.items())}: transfer from a model of "
+                          f"{sorted(mapping)} (is this already a target model?)")
     normalisation = dataclasses.replace(
         source.normalisation, length_scale=source.normalisation.length_scale * transfer.length_scale
     )
-    return dataclasses.replace(source, table=source.table.remapped(dict(transfer.element_map)), normalisation=normalisation)
+    return dataclasses.replace(source, table=source.table.remapped(mapping), normalisation=normalisation)
 
 
 def transferred_start(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, n_members: int):

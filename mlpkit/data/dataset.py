@@ -96,7 +96,7 @@ class Dataset:
     def first(self, n: int) -> "Dataset":
         """The first ``n`` frames: nested training sets for learning curves."""
         if not 0 <= n <= len(self):
-            raise ValueError(f"asked for the first {n} frames of a data set with {len(self)}")
+            raise DataError(f"asked for the first {n} frames of a data set of {len(self)} frames")
         return self.select(np.arange(n))
 
 

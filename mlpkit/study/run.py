@@ -16,6 +16,7 @@ import jax
 from tqdm.auto import tqdm
 
 from mlpkit.data.dataset import Dataset
+from mlpkit.errors import MlpkitError
 from mlpkit.md.stability_grid import read_stability_csv
 from mlpkit.study.cells import ranked_order, recipe_of, source_model, target_run
 from mlpkit.study.config import StudyConfig, data_checksums, load_study_data
@@ -88,6 +89,10 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
 def _prepared_draw(config: StudyConfig, out: Path, progress: bool, source_wait_s: float | None) -> tuple:
     """(config, its data with every ranking the inits need, data checksums, source run or None) of one draw."""
     data, checksums = load_study_data(config), data_checksums(config)
+    too_large = [size for size in config.sizes if size > len(data.ge_pool)]
+    if too_large:
+        raise MlpkitError(f"the Ge pool of this study holds {len(data.ge_pool)} training frames, fewer than the sizes "
+                          f"{too_large} asked for (size 0 takes all of them)")
     recipes = [recipe_of(config, init) for init in config.inits]
     source = source_model(config, data, checksums, out, progress, source_wait_s) if any(r.needs_source for r in recipes) else None
     for selection in sorted({recipe.selection for recipe in recipes} - {"random"}):

@@ -7,6 +7,7 @@ virial error (eV), so that all three terms are in eV² per atom or eV²/Å² per
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 from ase import units
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlpkit.cell import cell_volume_a3, voigt_from_tensor
+from mlpkit.errors import MlpkitError
 from mlpkit.potentials.base import energy_forces_stress
 from mlpkit.training.batches import Batch
 
@@ -25,6 +27,12 @@ class LossWeights:
     energy: float = 1.0
     forces: float = 1.0
     virial: float = 0.1
+
+    def __post_init__(self):
+        values = dataclasses.asdict(self)
+        if not all(0 <= value < math.inf for value in values.values()) or not any(values.values()):
+            raise MlpkitError(f"invalid loss weights {values}: each must be finite and ≥ 0 (a negative weight rewards "
+                              "the error it weighs), and one > 0")
 
 
 def predict_batch(energy_fn, params, batch: Batch):

@@ -1,0 +1,73 @@
+"""Every setting checked where it enters, each reproducer of a silent wrong result turned into a refusal: loss
+weights that reward error, a target model given as the transfer source, a finished training run written over
+from other data, sizes beyond the pool, negative seeds, and an interrupt before anything was kept."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from mlpkit.cli import main
+from mlpkit.errors import MlpkitError
+from mlpkit.study import run_study
+from mlpkit.training import TrainConfig
+from mlpkit.training.loss import LossWeights
+from mlpkit.transfer import TransferConfig, transferred
+from conftest import STUDY_CONFIG, random_checkpoint
+
+TINY_TRAIN = ["train", "--data", "sw:Si", "--model", "painn", "--features", "8", "--layers", "1", "--epochs", "1",
+              "--max-frames", "8", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.mark.parametrize("weights", [{"energy": -10.0}, {"forces": float("nan")}, {"virial": float("inf")},
+                                     {"energy": 0.0, "forces": 0.0, "virial": 0.0}])
+def test_loss_weights_that_reward_error_or_weigh_nothing_are_refused(weights):
+    with pytest.raises(MlpkitError, match="invalid loss weights"):
+        LossWeights(**weights)
+
+
+def test_the_late_energy_weight_of_the_cli_is_checked_before_training(tmp_path, capsys):
+    assert main([*TINY_TRAIN, "--late-energy-weight", "-10", "--out", str(tmp_path)]) == 2
+    assert "invalid loss weights" in capsys.readouterr().err and not (tmp_path / "model.npz").exists()
+
+
+def test_a_target_model_is_refused_as_the_source_of_a_transfer():
+    ge_model = random_checkpoint("painn", ("Ge",))
+    with pytest.raises(MlpkitError, match=r"source model is for \['Ge'\].*Si → Ge.*already a target model"):
+        transferred(ge_model, TransferConfig())
+    with pytest.raises(MlpkitError, match=r"source model is for \['Si', 'Ge'\]"):
+        transferred(random_checkpoint("painn", ("Si", "Ge")), TransferConfig())
+    assert transferred(random_checkpoint("painn", ("Si",)), TransferConfig()).table.symbols == ("Ge",)
+
+
+def test_a_finished_training_run_is_not_written_over_from_other_data(tmp_path, capsys):
+    assert main([*TINY_TRAIN, "--out", str(tmp_path)]) in (0, None)
+    first = (tmp_path / "model.npz").read_bytes()
+    assert json.loads((tmp_path / "metrics.json").read_text())["inputs"]["training_frames_sha256"]
+    assert main([*TINY_TRAIN, "--data-seed", "1", "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "holds a finished run made from other inputs" in message and "training_frames_sha256" in message
+    assert "config.data_seed" in message and "--overwrite" in message
+    assert (tmp_path / "model.npz").read_bytes() == first
+    assert main([*TINY_TRAIN, "--data-seed", "1", "--out", str(tmp_path), "--overwrite"]) in (0, None)
+    assert (tmp_path / "model.npz").read_bytes() != first
+
+
+def test_train_names_frames_it_does_not_have_and_refuses_a_negative_seed(tmp_path, capsys):
+    assert main([*TINY_TRAIN, "--max-frames", "100000", "--out", str(tmp_path)]) == 2
+    assert "--max-frames 100000: the training set holds only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY_TRAIN, "--data-seed", "-1", "--out", str(tmp_path)])
+    assert exited.value.code == 2 and "a seed is an integer ≥ 0, got -1" in capsys.readouterr().err
+
+
+def test_a_study_larger_than_its_pool_is_refused_naming_the_pool(tmp_path):
+    with pytest.raises(MlpkitError, match=r"Ge pool of this study holds \d+ training frames, fewer than the sizes \[100000\]"):
+        run_study(dataclasses.replace(STUDY_CONFIG, sizes=(100000,), inits=("scratch",)), tmp_path, progress=False)
+
+
+def test_a_bad_late_stage_config_names_the_field():
+    with pytest.raises(MlpkitError, match="invalid loss weights"):
+        TrainConfig(late_weights=LossWeights(energy=float("nan")))
