@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from mlpkit.cli import main
@@ -71,3 +72,19 @@ def test_a_study_larger_than_its_pool_is_refused_naming_the_pool(tmp_path):
 def test_a_bad_late_stage_config_names_the_field():
     with pytest.raises(MlpkitError, match="invalid loss weights"):
         TrainConfig(late_weights=LossWeights(energy=float("nan")))
+
+
+def test_repeated_frames_are_reported_and_kept_on_one_side_of_every_split():
+    from mlpkit.data import concatenate, load_dataset, outlier_report, sw_data_path, train_val_split
+
+    base = load_dataset(sw_data_path("Si")).first(30)
+    repeated = concatenate([base, *[base.select([3])] * 9])  # frame 3 ten times over
+    found = [o for o in outlier_report(repeated) if o.field == "positions"]
+    assert [o.frame for o in found] == list(range(30, 39)) and "the same structure as frame 3" in found[0].reason
+    energy = repeated.energy_ev[3]
+    for seed in range(8):
+        train, validation = train_val_split(repeated, 0.2, seed)
+        copies = [int(np.sum(np.isclose(part.energy_ev, energy, rtol=0, atol=1e-9))) for part in (train, validation)]
+        assert sorted(copies) == [0, 10]  # all ten on one side
+        assert len(train) + len(validation) == len(repeated)
+    assert not [o for o in outlier_report(base) if o.field == "positions"]  # the shipped set has no repeats

@@ -29,6 +29,7 @@ FORCE_FLOOR_EV_PER_A = 5.0
 FORCE_LIMIT_EV_PER_A = 100.0  # any force component beyond this is implausible training data
 STRESS_LIMIT_GPA = 100.0
 DENSITY_RATIO = 3.0  # atoms per Å³ over (or under) the set's median; slabs with vacuum reach 0.44
+DUPLICATE_DECIMALS = 4  # positions and cells equal to 1e-4 Å (with equal species) make two frames one structure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ def outlier_report(dataset: Dataset, cutoff_a: float | None = None) -> list[Outl
     With ``cutoff_a`` (Å) also the frames whose periodic cell is under half the cutoff across.
     """
     found = [*_energy_outliers(dataset), *_unphysical_energies(dataset), *_force_outliers(dataset),
-             *_stress_outliers(dataset), *_density_outliers(dataset)]
+             *_stress_outliers(dataset), *_density_outliers(dataset), *_duplicates(dataset)]
     if cutoff_a is not None:
         found += _small_cells(dataset, cutoff_a)
     return sorted(found, key=lambda outlier: outlier.frame)
@@ -137,3 +138,23 @@ def _small_cells(dataset: Dataset, cutoff_a: float) -> list[Outlier]:
                                     "each atom meets many images of itself (cell in other units, or a molecule marked periodic?)")
         for frame in np.flatnonzero(shortest < cutoff_a / 2)
     ]
+
+
+def first_copies(dataset: Dataset) -> np.ndarray:
+    """[F] for each frame the index of the first frame with the same structure (species, cell and positions
+    equal to :data:`DUPLICATE_DECIMALS` decimals in Å): its own index unless it repeats an earlier frame."""
+    offsets, seen = dataset.offsets, {}
+    first = np.arange(len(dataset))
+    for frame in range(len(dataset)):
+        atoms = slice(offsets[frame], offsets[frame + 1])
+        key = (dataset.species[atoms].tobytes(), np.round(dataset.cell_a[frame], DUPLICATE_DECIMALS).tobytes(),
+               np.round(dataset.positions_a[atoms], DUPLICATE_DECIMALS).tobytes())
+        first[frame] = seen.setdefault(key, frame)
+    return first
+
+
+def _duplicates(dataset: Dataset) -> list[Outlier]:
+    first = first_copies(dataset)
+    return [Outlier(int(frame), "positions", f"the same structure as frame {first[frame]}: a repeated frame weighs "
+                                             "twice in training (the splits keep copies on one side)")
+            for frame in np.flatnonzero(first != np.arange(len(dataset)))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlpkit.data.dataset import Dataset
+from mlpkit.data.outliers import first_copies
 from mlpkit.errors import MlpkitError
 
 
@@ -16,22 +17,23 @@ def shuffled(dataset: Dataset, seed: int) -> Dataset:
 def train_val_split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Random split taking the same fraction from every (group, temperature) stratum.
 
-    Each stratum with ≥ 2 frames gives at least one frame to each side. Both parts come out in a
-    seeded random order.
+    Each stratum with ≥ 2 frames gives at least one frame to each side. Copies of one structure
+    (:func:`~mlpkit.data.outliers.first_copies`) go to the side of the first of them, so no frame is
+    validated on a copy of itself. Both parts come out in a seeded random order.
     """
     if not 0 < val_fraction < 1:
         raise MlpkitError(f"the validation fraction must lie strictly between 0 and 1, got {val_fraction}")
     rng = np.random.default_rng(seed)
-    strata = [f"{group}@{temperature:g}" for group, temperature in zip(dataset.group, dataset.temperature_k)]
-    strata = np.array(strata, dtype=str)
+    first = first_copies(dataset)
+    originals = np.flatnonzero(first == np.arange(len(dataset)))
+    strata = np.array([f"{group}@{temperature:g}" for group, temperature in zip(dataset.group, dataset.temperature_k)], dtype=str)
     val = []
-    for stratum in np.unique(strata):
-        members = rng.permutation(np.flatnonzero(strata == stratum))
+    for stratum in np.unique(strata[originals]):
+        members = rng.permutation(originals[strata[originals] == stratum])
         count = round(val_fraction * len(members))
         count = min(max(count, 1), len(members) - 1) if len(members) >= 2 else 0
         val.extend(members[:count])
-    is_val = np.zeros(len(dataset), bool)
-    is_val[val] = True
+    is_val = np.isin(first, val)
     return dataset.select(rng.permutation(np.flatnonzero(~is_val))), dataset.select(rng.permutation(np.flatnonzero(is_val)))
 
 
