@@ -88,3 +88,21 @@ def test_repeated_frames_are_reported_and_kept_on_one_side_of_every_split():
         assert sorted(copies) == [0, 10]  # all ten on one side
         assert len(train) + len(validation) == len(repeated)
     assert not [o for o in outlier_report(base) if o.field == "positions"]  # the shipped set has no repeats
+
+
+def test_an_edited_data_cache_is_refused_by_its_checksum(tmp_path):
+    import io
+
+    from mlpkit.data import load_dataset, load_npz, save_npz, sw_data_path
+    from mlpkit.errors import DataError
+
+    path = tmp_path / "cache.npz"
+    save_npz(load_dataset(sw_data_path("Si")).first(4), path)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["energy_ev"] = arrays["energy_ev"] * 27.2114  # Hartree read as eV, written back by hand
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(DataError, match=r"cache.npz: corrupt dataset cache \(SHA-256 mismatch\)"):
+        load_npz(path)

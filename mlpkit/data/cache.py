@@ -1,4 +1,5 @@
-"""Binary cache of a Dataset (an mlpkit archive, no pickle), versioned and validated on load."""
+"""Binary cache of a Dataset (an mlpkit archive, no pickle), versioned, with a SHA-256 over its contents (checked
+on load whenever the file has one: every cache mlpkit writes), and validated on load."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ FORMAT_VERSION = 1
 def save_npz(dataset: Dataset, path) -> None:
     arrays = {name: getattr(dataset, name) for name in FRAME_FIELDS + ATOM_FIELDS}
     arrays["format_version"] = np.asarray(FORMAT_VERSION)  # where caches kept it before meta.json, for older mlpkit
-    write_bytes_atomic(path, archive_bytes({}, arrays, FORMAT_VERSION))
+    write_bytes_atomic(path, archive_bytes({}, arrays, FORMAT_VERSION, checksum=True))
 
 
 def load_npz(path) -> Dataset:
