@@ -88,3 +88,24 @@ def test_the_study_command_refuses_a_model_its_source_does_not_have(tmp_path, ca
     assert "does not match --model mace (the source has painn)" in capsys.readouterr().err
     assert main(["study", "--out", str(tmp_path), "--source", "pretrained:si_painn_quick", "--train-source"]) == 2
     assert main(["study", "--out", str(tmp_path), "--quick", "--preset", "paper"]) == 2
+
+
+def test_a_finished_study_checks_as_current_and_a_stale_or_edited_one_is_flagged(finished_study, tmp_path):
+    import shutil
+
+    from mlpkit.study.check import study_problems
+
+    study, rows = finished_study
+    assert study_problems(study) == []
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy)
+    document = json.loads((copy / "results.json").read_text())
+    document["config"]["train"]["learning_rate"] = 1e-3  # the code would key these runs differently now
+    (copy / "results.json").write_text(json.dumps(document))
+    problems = study_problems(copy)
+    assert len(problems) == len(rows) and all(p.startswith("stale row") for p in problems)
+    shutil.copy(study / "results.json", copy / "results.json")
+    text = (copy / "results.csv").read_text().replace(f"{rows[0]['force_mae_ev_per_a']!r}", "0.001", 1)
+    (copy / "results.csv").write_text(text)  # a number edited by hand
+    assert study_problems(copy) == ["results.csv and results.json hold different rows",
+                                    "report.html does not show the numbers of results.csv"]

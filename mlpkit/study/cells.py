@@ -46,13 +46,18 @@ def _payload(config: StudyConfig, checksums: dict, role: str, **fields) -> dict:
             "data_seed": config.data_seed, "data_sha256": checksums, "version": mlpkit.__version__}
 
 
+def source_payload(config: StudyConfig, checksums: dict) -> dict:
+    """The configuration that keys the study's own Si source run."""
+    return _payload(config, checksums, "source", train=dataclasses.asdict(config.members))
+
+
 def source_model(config: StudyConfig, data: StudyData, checksums: dict, out: Path, progress: bool,
                  wait_timeout_s: float | None) -> dict:
     """The Si source run: {"checkpoint", "sha256", ...} (see :func:`~mlpkit.study.cache.cached_training`),
     or ``config.source``."""
     if config.source is not None:
         return _given_source(config)
-    payload = _payload(config, checksums, "source", train=dataclasses.asdict(config.members))
+    payload = source_payload(config, checksums)
 
     def fit():
         return train(data.si_train, data.si_validation, config.members, progress=progress)
@@ -96,10 +101,9 @@ def ranked_order(selection: str, config: StudyConfig, data: StudyData, source: d
     return json.loads(path.read_text())
 
 
-def target_run(config: StudyConfig, data: StudyData, checksums: dict, source: dict | None, size: int, init: str, out: Path,
-               progress: bool, wait_timeout_s: float | None = None) -> tuple[dict, int, Path]:
-    """Train (or read back) one cell; returns (the run as :func:`cached_training` gives it, its frame count,
-    its checkpoint's path)."""
+def target_payload(config: StudyConfig, data: StudyData, checksums: dict, source_sha256: str | None, size: int,
+                   init: str) -> tuple[dict, int, TrainConfig]:
+    """(the configuration that keys one cell's run, its frame count, its training configuration)."""
     recipe = recipe_of(config, init)
     n_frames = len(data.frames(recipe.selection, size))
     members = config.members_for(n_frames)
@@ -108,10 +112,18 @@ def target_run(config: StudyConfig, data: StudyData, checksums: dict, source: di
         payload["max_train_temperature_k"] = config.max_train_temperature_k
     if recipe.needs_source:  # an active selection ranks through the transfer's length scale, so it is part of the key
         payload["transfer"] = dataclasses.asdict(recipe.transfer or recipe_of(config, "transfer").transfer)
-        payload["source_sha256"] = source["sha256"]
+        payload["source_sha256"] = source_sha256
+    return payload, n_frames, members
+
+
+def target_run(config: StudyConfig, data: StudyData, checksums: dict, source: dict | None, size: int, init: str, out: Path,
+               progress: bool, wait_timeout_s: float | None = None) -> tuple[dict, int, Path]:
+    """Train (or read back) one cell; returns (the run as :func:`cached_training` gives it, its frame count,
+    its checkpoint's path)."""
+    payload, n_frames, members = target_payload(config, data, checksums, source and source["sha256"], size, init)
     folder = out / "runs" / run_key(payload)
 
     def fit():
-        return train_cell(data, recipe, size, members, source and source["checkpoint"], progress=progress)
+        return train_cell(data, recipe_of(config, init), size, members, source and source["checkpoint"], progress=progress)
 
     return cached_training(folder, payload, fit, data.ge_test, wait_timeout_s), n_frames, folder / "model.npz"

@@ -1,0 +1,19 @@
+"""The committed study results (``data/results/``) are current: their CSVs are what their report shows, and every
+row's run is the one this mlpkit would make of the study's configuration (a stale result fails here instead of
+being shown as current; rerun the command in ``data/results/README.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlpkit.study.check import read_results_csv, study_problems
+
+RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+
+
+def test_the_committed_sw_study_is_current_and_its_report_shows_its_csv():
+    folder = RESULTS / "sw"
+    assert study_problems(folder) == []
+    rows = read_results_csv(folder / "results.csv")
+    assert {row["init"] for row in rows} == {"scratch", "transfer"} and {row["seed"] for row in rows} <= {0, 1, 2}
+    assert all(0 < row["force_mae_ev_per_a"] < 1 for row in rows)  # eV/Å: trained models, not a unit slip
