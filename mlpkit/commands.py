@@ -263,6 +263,10 @@ def properties_command(args) -> None:
     from mlpkit.fileio import regular_file, writable_folder, write_text_atomic
     from mlpkit.potentials.sw import parse_sw_spec
 
+    if args.study:
+        return _study_properties(args)
+    if not args.out:
+        raise MlpkitError("--potential needs --out, the folder for properties.json")
     config = PropertyConfig().quick() if args.quick else PropertyConfig()
     out = writable_folder(args.out)
     if parse_sw_spec(args.potential) is None:
@@ -278,6 +282,16 @@ def properties_command(args) -> None:
           f"wrote {path} in {properties['wall_s']:.0f} s")
     for key, reason in properties["failures"].items():
         print(f"  {key}: not measured: {reason}")
+
+
+def _study_properties(args) -> None:
+    from mlpkit.study.properties import study_property_table
+    from mlpkit.study.run import refresh_report
+
+    table = study_property_table(args.study, tuple(args.sizes), quick=args.quick)
+    print(table.to_markdown())
+    refresh_report(args.study)
+    print(f"wrote {args.study}/properties_table.json, properties_table.md and the table into report.html")
 
 
 def _md_structure(args, potential):

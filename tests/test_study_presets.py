@@ -109,3 +109,23 @@ def test_a_finished_study_checks_as_current_and_a_stale_or_edited_one_is_flagged
     (copy / "results.csv").write_text(text)  # a number edited by hand
     assert study_problems(copy) == ["results.csv and results.json hold different rows",
                                     "report.html does not show the numbers of results.csv"]
+
+
+def test_the_property_table_of_a_study_sits_beside_the_truth_in_its_report(finished_study, tmp_path):
+    import shutil
+
+    from mlpkit.study.properties import study_property_table
+    from mlpkit.study.run import refresh_report
+
+    study, _ = finished_study
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy)
+    table = study_property_table(copy, sizes=(4,), inits=("transfer",))
+    assert list(table.values) == ["truth", "transfer, N = 4"]
+    assert table.values["truth"]["a0_angstrom"] == pytest.approx(5.6536, abs=2e-3)  # SW Ge: 4·2^(1/6)σ/√3
+    assert table.relative_error["truth"]["a0_angstrom"] == 0.0
+    assert json.loads((copy / "properties_table.json").read_text())["reference"] == "truth"
+    refresh_report(copy)
+    assert "Out-of-target properties of Ge" in (copy / "report.html").read_text()
+    with pytest.raises(MlpkitError, match="no runs of seed 0 at sizes \\[7\\]"):
+        study_property_table(copy, sizes=(7,))

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mlpkit.analysis.table import TABLE_KEYS
 from mlpkit.fileio import write_text_atomic
 
 METRICS = {
@@ -226,7 +227,8 @@ def stability_figure(stability: list[dict], sizes=None, inits=None, temperatures
 
 
 def write_report(rows: list[dict], path, title: str = "Si → Ge transfer: learning curves",
-                 breakdown: list[dict] = (), parity: dict | None = None, stability: list[dict] = ()) -> Path:
+                 breakdown: list[dict] = (), parity: dict | None = None, stability: list[dict] = (),
+                 properties: dict | None = None) -> Path:
     """A self-contained HTML page (plotly.js inlined, no network needed): curves, factors, tables; with
     ``breakdown`` (records of the study's ``test_breakdown``) errors by group and temperature, with
     ``parity`` predicted-against-reference plots, with ``stability`` (rows of ``stability.csv``) the map."""
@@ -252,6 +254,7 @@ nan: not reached within the sizes run).</p><ul>{factors}</ul>
 <h2>All numbers</h2>{summary_table(rows)}
 {_breakdown_section(breakdown, plots[len(METRICS):len(plots) - bool(stability)])}
 {_band_section(breakdown)}
+{_property_section(properties) if properties else ""}
 {_stability_section(stability, plots[-1]) if stability else ""}</body></html>"""
     write_text_atomic(path, body)
     return Path(path)
@@ -266,6 +269,25 @@ def _breakdown_section(breakdown: list[dict], plots: list[str]) -> str:
 snapshots); mean over seeds.</p>{temperature_plot}{breakdown_table(breakdown, "temperature")}
 <h2>Energy MAE (meV/atom) by group</h2>{breakdown_table(breakdown, "group", "energy_mae_mev_per_atom")}
 <h2>Parity on the Ge test set</h2><p>First seed of the smallest and largest training sets.</p>{''.join(parity_plots)}"""
+
+
+def _property_section(table: dict) -> str:
+    """The out-of-target property table (a :class:`~mlpkit.analysis.PropertyTable` as a dict) as HTML, with the
+    relative error of every column against the reference."""
+    names = list(table["values"])
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
+    lines = [f"<table><tr><th>property</th>{header}</tr>"]
+    for key, label in TABLE_KEYS.items():
+        cells = []
+        for name in names:
+            value, error = table["values"][name].get(key), table["relative_error"][name].get(key)
+            text = "–" if value is None else f"{value:.4g}"
+            text += f" ({100 * error:+.1f} %)" if value is not None and error is not None and name != table["reference"] else ""
+            cells.append(f"<td>{text}</td>")
+        lines.append(f"<tr><td style='text-align:left'>{html.escape(label)}</td>{''.join(cells)}</tr>")
+    return (f"<h2>Out-of-target properties of {html.escape(table['element'])}</h2><p>Every column measured the same way "
+            f"(<code>mlpkit properties --study</code>); in brackets the error against {html.escape(table['reference'])}.</p>"
+            + "\n".join(lines + ["</table>"]))
 
 
 def _band_section(breakdown: list[dict]) -> str:

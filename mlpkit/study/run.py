@@ -105,14 +105,17 @@ def write_study_files(config: StudyConfig, test: Dataset, out: Path, rows: list[
     and temperature on ``test`` and the stability map of ``stability`` (rows of ``stability.csv``)."""
     breakdown, parity = breakdown_on_test_set(test, out, rows, config.max_train_temperature_k)
     write_results(out, config, rows, breakdown)
+    properties = out / "properties_table.json"
     write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
-                 breakdown=breakdown, parity=parity, stability=stability)
+                 breakdown=breakdown, parity=parity, stability=stability,
+                 properties=json.loads(properties.read_text()) if properties.exists() else None)
 
 
-def refresh_report(out, stability: list[dict]) -> Path:
+def refresh_report(out, stability: list[dict] | None = None) -> Path:
     """Rewrite the report of the finished study in ``out`` from its files, with the stability map of
-    ``stability`` (after ``mlpkit stability``)."""
+    ``stability`` (after ``mlpkit stability``; default: the folder's ``stability.csv``)."""
     out = Path(out)
+    stability = read_stability_csv(out / "stability.csv") if stability is None else stability
     document = json.loads((out / "results.json").read_text())
     config = StudyConfig.from_dict(document["config"])
     rows = [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in document["rows"]]
