@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mlpkit.analysis.table import TABLE_KEYS
-from mlpkit.fileio import write_text_atomic
+from mlpkit.fileio import write_bytes_atomic, write_text_atomic
 
 METRICS = {
     "force_mae_ev_per_a": "force MAE (eV/Å)",
@@ -117,6 +117,31 @@ def learning_curve_figure(rows: list[dict], metric: str = "force_mae_ev_per_a") 
         template="plotly_white", height=420,
     )
     return figure
+
+
+def learning_curve_png(rows: list[dict], path, metric: str = "force_mae_ev_per_a", title: str = "") -> Path:
+    """The learning curves of :func:`learning_curve_figure` as a static PNG (matplotlib, no browser needed),
+    for READMEs and papers; written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 4), dpi=120)
+    for init in sorted({row["init"] for row in rows}):
+        sizes, mean, spread = curve(rows, init, metric)
+        axes.errorbar(sizes, mean, yerr=spread, marker="o", capsize=3, label=init)
+    axes.set(xscale="log", yscale="log", xlabel="Ge training configurations", ylabel=f"Ge test {METRICS.get(metric, metric)}",
+             title=title)
+    axes.legend()
+    axes.grid(True, which="both", alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    pyplot.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+    return Path(path)
 
 
 def _mean_and_spread(values: list[float]) -> str:

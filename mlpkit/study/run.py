@@ -20,7 +20,7 @@ from mlpkit.errors import MlpkitError
 from mlpkit.md.stability_grid import read_stability_csv
 from mlpkit.study.cells import ranked_order, recipe_of, source_model, target_run
 from mlpkit.study.config import StudyConfig, data_checksums, load_study_data
-from mlpkit.study.report import write_report
+from mlpkit.study.report import learning_curve_png, write_report
 from mlpkit.study.results import breakdown_on_test_set, result_rows, write_results
 
 
@@ -105,6 +105,8 @@ def write_study_files(config: StudyConfig, test: Dataset, out: Path, rows: list[
     and temperature on ``test`` and the stability map of ``stability`` (rows of ``stability.csv``)."""
     breakdown, parity = breakdown_on_test_set(test, out, rows, config.max_train_temperature_k)
     write_results(out, config, rows, breakdown)
+    for metric in ("force_mae_ev_per_a", "energy_mae_mev_per_atom"):
+        learning_curve_png(rows, out / "figures" / f"learning_curve_{metric}.png", metric, f"Si → Ge on {config.data} data")
     properties = out / "properties_table.json"
     write_report(rows, out / "report.html", title=f"Si → Ge transfer on {config.data} data: learning curves",
                  breakdown=breakdown, parity=parity, stability=stability,
