@@ -23,6 +23,8 @@ from scipy.spatial import cKDTree
 from mlpkit.cell import face_distances_a
 from mlpkit.errors import MlpkitError
 
+COINCIDENT_A = 0.01  # atoms closer than this (Å) are one atom counted twice
+
 ROW_PADDING = 8  # rows are padded to a multiple of this to limit recompilation
 # geometry in full float32 at least: a GPU's default float32 matrix product rounds its inputs to TF32's
 # 10-bit mantissa, which would move an atom 40 Å from the origin by up to 0.02 Å
@@ -57,7 +59,9 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
     """
     positions_a = np.asarray(positions_a, dtype=np.float64)
     n_atoms = len(positions_a)
+    _check_finite(positions_a, np.asarray(cell_a, np.float64))
     first, second, shift = neighbor_pairs(positions_a, np.asarray(cell_a, np.float64), np.asarray(pbc, bool), cutoff_a)
+    _check_apart(positions_a, np.asarray(cell_a, np.float64), first, second, shift)
     counts = np.bincount(first, minlength=n_atoms)
     width = padded_width(int(counts.max(initial=0)))
     if capacity is not None:
@@ -70,6 +74,23 @@ def build_neighbors(positions_a, cell_a, pbc, cutoff_a: float, capacity: int | N
     shifts[first, slot] = shift
     mask[first, slot] = True
     return Neighbors(index=index, shift=shifts, mask=mask)
+
+
+def _check_finite(positions_a: np.ndarray, cell_a: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isfinite(positions_a).all(axis=1))
+    if len(bad) or not np.isfinite(cell_a).all():
+        where = f"the positions of atoms {bad[:5].tolist()}" if len(bad) else "the cell"
+        raise MlpkitError(f"{where} are not finite numbers: a structure needs finite positions and cell (Å)")
+
+
+def _check_apart(positions_a: np.ndarray, cell_a: np.ndarray, first, second, shift) -> None:
+    """Refuse atoms on top of each other: every model's bond directions are undefined there (a NaN energy)."""
+    lengths = np.linalg.norm(positions_a[second] - positions_a[first] + shift @ cell_a, axis=1)  # [P] Å
+    close = np.flatnonzero(lengths < COINCIDENT_A)
+    if len(close):
+        i, j = int(first[close[0]]), int(second[close[0]])
+        raise MlpkitError(f"atoms {i} and {j} are {lengths[close[0]]:.2g} Å apart (closer than {COINCIDENT_A} Å: one "
+                          "atom on top of another, or an image of itself in a far too small cell)")
 
 
 def padded_width(count: int) -> int:

@@ -6,11 +6,15 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, diamond100, diamond111
 
+from mlpkit.errors import MlpkitError
 from mlpkit.potentials.sw import SW_PARAMETERS
 
 
 def lattice_constant_angstrom(element: str) -> float:
     """Diamond lattice constant of the element's SW potential (Å)."""
+    if element not in SW_PARAMETERS:
+        raise MlpkitError(f"no diamond lattice constant known for {element!r} (only {sorted(SW_PARAMETERS)}): give the "
+                          "structure yourself (a lattice constant, or --structure FILE / --element on the command line)")
     return SW_PARAMETERS[element].lattice_constant_angstrom
 
 

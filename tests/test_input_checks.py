@@ -106,3 +106,27 @@ def test_an_edited_data_cache_is_refused_by_its_checksum(tmp_path):
     path.write_bytes(buffer.getvalue())
     with pytest.raises(DataError, match=r"cache.npz: corrupt dataset cache \(SHA-256 mismatch\)"):
         load_npz(path)
+
+
+def test_coincident_atoms_and_non_finite_positions_are_named_not_a_nan_energy():
+    from ase.build import bulk
+
+    from mlpkit import SWCalculator
+    from mlpkit.calculator import MLPCalculator
+
+    for calculator in (SWCalculator("Si"), MLPCalculator(random_checkpoint("painn"))):
+        atoms = bulk("Si", "diamond", a=5.431, cubic=True)
+        atoms.positions[1] = atoms.positions[0] + 1e-4  # one atom on top of another
+        atoms.calc = calculator
+        with pytest.raises(MlpkitError, match="atoms 0 and 1 are 0.00017 Å apart"):
+            atoms.get_potential_energy()
+        atoms.positions[1] = np.nan
+        with pytest.raises(MlpkitError, match=r"the positions of atoms \[1\] are not finite"):
+            atoms.get_potential_energy()
+
+
+def test_md_without_a_structure_for_an_element_without_a_lattice_names_the_way_out():
+    from mlpkit.structures import diamond
+
+    with pytest.raises(MlpkitError, match="no diamond lattice constant known for 'O'.*--structure FILE"):
+        diamond("O")
