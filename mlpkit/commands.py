@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 
 from mlpkit.errors import MlpkitError
@@ -367,7 +368,9 @@ def _simulate(args, potential, atoms, config, limits, run) -> None:
     except MDInstability as error:
         failure = error.failure
         summary = {"stable": False, "failure_step": failure.step, "failure_time_fs": failure.time_fs, "reason": failure.reason}
-        print(f"stopped: {error}")
+        print(f"mlpkit: warning: the run became unphysical and was stopped: {error}; the trajectory up to the last good "
+              "chunk is kept, and summary.json records the failure (a smaller --dt or a sounder potential runs further)",
+              file=sys.stderr)
     wall_s = time.perf_counter() - start
     summary.update(steps=steps, time_fs=steps * config.dt_fs, atoms=len(atoms), wall_s=wall_s,
                    atom_steps_per_s=len(atoms) * (steps - done) / wall_s if steps > done else None)
