@@ -56,6 +56,7 @@ def main() -> None:
     results = {method: [] for method in args.methods}
     for data_seed in args.data_seeds:
         base = StudyConfig(data=args.data, mlearn_dir=args.mlearn_dir, source=args.source, data_seed=data_seed).quick()
+        base = dataclasses.replace(base, seeds=(0, 1, 2))  # a 3-member source unless --source (the quick preset has one seed)
         base = dataclasses.replace(base, sizes=tuple(args.sizes), seeds=(0,) if args.source else base.seeds)
         for method in args.methods:
             results[method] += method_rows(base, method, Path(args.out) / f"data_seed_{data_seed}")

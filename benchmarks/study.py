@@ -46,7 +46,7 @@ def timed_study(sizes: list[int], seeds: int, out: str | None, full: bool) -> tu
             if Path(out, "runs").exists():
                 raise SystemExit(f"{out} already holds a study: its cached runs would not be timed")
             start = time.perf_counter()
-            mlpkit_main(["study", "--data", "sw", *([] if full else ["--quick"]), "--sizes", *map(str, sizes),
+            mlpkit_main(["study", "--data", "sw", *([] if full else ["--quick", "--train-source"]), "--sizes", *map(str, sizes),
                          "--seeds", str(seeds), "--out", out, "--no-progress"])
             return time.perf_counter() - start, seconds, counts
     finally:

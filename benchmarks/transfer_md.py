@@ -25,16 +25,18 @@ from sw_energy_forces import cpu_name
 
 
 def study_checkpoints(study: Path, sizes, inits) -> dict[str, Path]:
-    """``"<init> N=<size>"`` → the checkpoint (ensemble over seeds) of that cell of the study."""
+    """``"<init> N=<size>"`` → the checkpoint (ensemble over seeds) of that cell of the study; with independent
+    draws one entry per draw (``"… draw k"``)."""
     with open(study / "results.csv") as stream:
         rows = list(csv.DictReader(stream))
     found = {}
     for size in sizes:
         for init in inits:
-            paths = {row["checkpoint"] for row in rows if int(row["size"]) == size and row["init"] == init}
-            if len(paths) != 1:
-                raise SystemExit(f"{study}/results.csv has {len(paths)} checkpoints for size {size}, init {init}")
-            found[f"{init} N={size}"] = study / paths.pop()
+            paths = list(dict.fromkeys(row["checkpoint"] for row in rows if int(row["size"]) == size and row["init"] == init))
+            if not paths:
+                raise SystemExit(f"{study}/results.csv has no checkpoint for size {size}, init {init}")
+            for draw, path in enumerate(paths):  # one ensemble per cell, or one model per independent draw
+                found[f"{init} N={size}" + (f" draw {draw}" if len(paths) > 1 else "")] = study / path
     return found
 
 

@@ -126,9 +126,12 @@ def _refuse_other_finished_run(out, inputs: dict, overwrite: bool) -> None:
     if overwrite or not path.exists():
         return
     try:
-        recorded = json.loads(path.read_text()).get("inputs") or {}
+        recorded = json.loads(path.read_text()).get("inputs")
     except (OSError, ValueError, AttributeError):
-        recorded = {}
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise MlpkitError(f"{out} holds a finished run whose inputs metrics.json does not record (an older mlpkit, or "
+                          "an edited file); choose another --out, or pass --overwrite to replace it")
     changed = [key for key in ("training_frames_sha256", "validation_frames_sha256") if recorded.get(key) != inputs[key]]
     settings = recorded.get("config") or {}
     changed += [f"config.{key}" for key in sorted(set(settings) | set(inputs["config"])) if settings.get(key) != inputs["config"].get(key)]
@@ -194,14 +197,14 @@ def study_command(args) -> None:
     config = {"quick": StudyConfig.quick, "paper": StudyConfig.paper, "gpu": StudyConfig.gpu}.get(preset, lambda c: c)(config)
     sizes = {"features": args.features, "layers": args.layers}
     model = dataclasses.replace(config.train.model, **{k: v for k, v in sizes.items() if v is not None})
-    source = study_source(args, model)
+    if args.seeds is not None:
+        config = dataclasses.replace(config, seeds=tuple(range(args.seeds)))
+    source = study_source(args, config, model)
     if source is not None:  # the Ge models take the source's architecture and size
         model = load_checkpoint(source).config
     config = dataclasses.replace(config, source=source, train=dataclasses.replace(config.train, model=model))
     if args.sizes:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
-    if args.seeds is not None:
-        config = dataclasses.replace(config, seeds=tuple(range(args.seeds)))
     if args.epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_epochs=args.epochs))
     writable_folder(args.out)
@@ -209,9 +212,10 @@ def study_command(args) -> None:
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
 
 
-def study_source(args, model) -> str | None:
+def study_source(args, config, model) -> str | None:
     """The Si checkpoint a study transfers from: ``--source``; else, unless ``--train-source``, the shipped source of
-    the data when it is the model asked for; None: the study trains its own. An explicit ``--model``,
+    the data when it is the model asked for and has a member for each of ``config``'s (ensemble) seeds and no
+    active selection needs an ensemble; None: the study trains its own. An explicit ``--model``,
     ``--features`` or ``--layers`` that the given source does not have is an error, not ignored."""
     from mlpkit.checkpoint import load_checkpoint
     from mlpkit.study.config import SHIPPED_SOURCES
@@ -220,9 +224,11 @@ def study_source(args, model) -> str | None:
         if args.source:
             raise MlpkitError("--source and --train-source exclude each other: transfer from a given model or train one")
         return None
-    if args.source is None:
-        shipped = SHIPPED_SOURCES[args.data]
-        return shipped if load_checkpoint(shipped).config == model else None
+    if args.source is None:  # the shipped source, one member: it seeds single models, not ensembles or active ranking
+        shipped = load_checkpoint(SHIPPED_SOURCES[args.data])
+        members = 1 if config.independent_draws else len(config.seeds)
+        usable = shipped.config == model and shipped.ensemble_size >= members and not any(i.endswith("-active") for i in config.inits)
+        return SHIPPED_SOURCES[args.data] if usable else None
     given = load_checkpoint(args.source).config
     asked = {"architecture": args.model, "features": args.features, "layers": args.layers}
     clashes = [f"--{name.replace('architecture', 'model')} {value} (the source has {getattr(given, name)})"

@@ -48,7 +48,7 @@ def test_the_temperature_split_keeps_every_hot_frame_out_of_training_and_validat
     data, everything = load_study_data(config), load_study_data(STUDY_CONFIG)
     for split in (data.ge_pool, data.ge_validation):
         assert not np.any(split.temperature_k > 1089.0)
-        assert {"Elastic", "Surface"} <= set(split.group)  # groups without a temperature are kept
+        assert {"Elastic", "Surface"} <= set(split.group)  # Elastic (no temperature) and the 300 K surfaces stay
     kept = np.sum(~(everything.ge_pool.temperature_k > 1089.0))
     assert len(data.ge_pool) == kept and np.any(everything.ge_pool.temperature_k > 1089.0)
     assert np.sum(data.ge_test.temperature_k > 1089.0) > 0  # the test set keeps its hot frames

@@ -94,6 +94,8 @@ def ranked_order(selection: str, config: StudyConfig, data: StudyData, source: d
                "length_scale": transfer.length_scale, "version": mlpkit.__version__}
     if selection != "active":  # the active ranking's key is older than the others: kept, so its runs stay cached
         payload["selection"] = selection
+    if config.max_train_temperature_k is not None:  # the pool it ranks is the split's
+        payload["max_train_temperature_k"] = config.max_train_temperature_k
     path = out / "runs" / run_key(payload) / "order.json"
     if not path.exists():
         order = pool_order(selection, transferred(source["checkpoint"], transfer), data.ge_pool, config.data_seed)

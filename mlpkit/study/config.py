@@ -47,7 +47,7 @@ class StudyConfig:
     # one model initialised by the seed); False: the seeds are the members of one ensemble per cell, on one draw
     independent_draws: bool = False
     # temperature transferability: the Ge models train and validate only on frames at or below this temperature
-    # (frames of unknown temperature, Elastic and Surface, are kept); the test set keeps every frame
+    # (frames without a temperature, such as Elastic, are kept); the test set keeps every frame
     max_train_temperature_k: float | None = None
     # each Ge training runs for about this many optimiser steps (epochs = steps / batches per epoch, at most
     # train.max_epochs), so a small set trains as long as a large one; None: train.max_epochs for every size
@@ -167,7 +167,7 @@ def load_study_data(config: StudyConfig) -> StudyData:
 
 
 def at_most(frames: Dataset, temperature_k: float) -> Dataset:
-    """The frames at or below ``temperature_k``, and those of unknown temperature (Elastic, Surface)."""
+    """The frames at or below ``temperature_k``, and those of unknown temperature (such as Elastic)."""
     return frames.select(np.flatnonzero(~(frames.temperature_k > temperature_k)))
 
 

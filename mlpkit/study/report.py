@@ -124,12 +124,11 @@ def learning_curve_png(rows: list[dict], path, metric: str = "force_mae_ev_per_a
     for READMEs and papers; written atomically."""
     import io
 
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(6, 4), dpi=120)
+    figure = Figure(figsize=(6, 4), dpi=120)  # no pyplot: a notebook's own backend and figures stay as they are
+    axes = figure.add_subplot()
     for init in sorted({row["init"] for row in rows}):
         sizes, mean, spread = curve(rows, init, metric)
         axes.errorbar(sizes, mean, yerr=spread, marker="o", capsize=3, label=init)
@@ -138,8 +137,7 @@ def learning_curve_png(rows: list[dict], path, metric: str = "force_mae_ev_per_a
     axes.legend()
     axes.grid(True, which="both", alpha=0.3)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    pyplot.close(figure)
+    FigureCanvasAgg(figure).print_png(buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return Path(path)
 
