@@ -244,8 +244,9 @@ def stability_figure(stability: list[dict], sizes=None, inits=None, temperatures
                          row=1, col=column)
         figure.update_xaxes(title_text="temperature (K)", row=1, col=column)
     figure.update_yaxes(title_text="Ge training frames", row=1, col=1)
-    figure.update_layout(title="Fraction of MD replicas stable, by Ge set size and temperature", template="plotly_white",
-                         height=420)
+    # the title sits above the panels' own titles (the initialisations), with room between them
+    figure.update_layout(title={"text": "Fraction of MD replicas stable, by Ge set size and temperature", "y": 0.98,
+                                "yanchor": "top"}, margin={"t": 110}, template="plotly_white", height=440)
     return figure
 
 
