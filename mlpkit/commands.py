@@ -67,6 +67,7 @@ def train_command(args) -> None:
     from mlpkit.data.outliers import describe
     from mlpkit.errors import DataError
     from mlpkit.fileio import locked_folder, writable_folder
+    from mlpkit.models.graph import ElementTable
     from mlpkit.training import TrainConfig
 
     out = writable_folder(args.out)
@@ -94,13 +95,16 @@ def train_command(args) -> None:
     if args.late_energy_weight is not None:
         late = dataclasses.replace(config.weights, energy=args.late_energy_weight)
         config = dataclasses.replace(config, late_weights=late, late_fraction=args.late_fraction)
+    test_set = _resolve_data(args.test) if args.test else None  # read, and its elements checked, before any training
+    if test_set is not None:
+        ElementTable.from_species(train_set.species).check(test_set.species, f"the --test set {args.test}")
     outliers = outlier_report(dataset, config.model.cutoff_a)
     if outliers and not args.allow_outliers:
         raise DataError(f"{describe(outliers)}; fix or remove them, or pass --allow-outliers", path=args.data)
     with locked_folder(out):
         inputs = _run_inputs(config, train_set, validation_set)
         _refuse_other_finished_run(out, inputs, args.overwrite)
-        _fit(args, out, train_set, validation_set, config, inputs)
+        _fit(args, out, train_set, validation_set, config, inputs, test_set)
 
 
 def _run_inputs(config, train_set, validation_set) -> dict:
@@ -140,7 +144,7 @@ def _refuse_other_finished_run(out, inputs: dict, overwrite: bool) -> None:
                           "another --out, or pass --overwrite to replace model.npz, history.csv and metrics.json")
 
 
-def _fit(args, out, train_set, validation_set, config, inputs: dict) -> None:
+def _fit(args, out, train_set, validation_set, config, inputs: dict, test_set) -> None:
     import json
 
     from mlpkit.fileio import write_text_atomic
@@ -161,8 +165,8 @@ def _fit(args, out, train_set, validation_set, config, inputs: dict) -> None:
                    progress=not args.no_progress)
     summary = {"validation": evaluate(result.checkpoint, validation_set), "wall_s": result.wall_s,
                "best_epoch": result.best_epoch.tolist(), "inputs": inputs}
-    if args.test:
-        summary["test"] = evaluate(result.checkpoint, _resolve_data(args.test))
+    if test_set is not None:
+        summary["test"] = evaluate(result.checkpoint, test_set)
     finite = {split: ({k: (v if v == v else None) for k, v in m.items()} if isinstance(m, dict) else m)
               for split, m in summary.items()}  # JSON has no NaN: metrics without data become null
     write_text_atomic(out / "metrics.json", json.dumps(finite, indent=2) + "\n")

@@ -42,6 +42,11 @@ def atomic_path(path: str | os.PathLike):
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, path)
         _remove_orphans(path)
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        # a failed write (a full disk) names no file: name the one being written
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

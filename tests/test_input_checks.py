@@ -130,3 +130,47 @@ def test_md_without_a_structure_for_an_element_without_a_lattice_names_the_way_o
 
     with pytest.raises(MlpkitError, match="no diamond lattice constant known for 'O'.*--structure FILE"):
         diamond("O")
+
+
+def test_a_frame_with_two_problems_is_one_suspicious_frame():
+    from mlpkit.data.outliers import Outlier, describe
+
+    text = describe([Outlier(3, "energy", "too low"), Outlier(3, "forces", "too large")])
+    assert text.startswith("1 suspicious frame (2 problems): frame 3, field 'energy'")
+
+
+def test_a_failed_write_names_the_file_being_written(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from mlpkit.fileio import write_text_atomic
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() fails: no file named
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError) as raised:
+        write_text_atomic(tmp_path / "results.csv", "size\n")
+    assert raised.value.filename == str(tmp_path / "results.csv") and raised.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+
+def test_a_results_table_cut_at_a_row_end_is_not_read_as_a_smaller_study(finished_study, tmp_path):
+    import shutil
+
+    from mlpkit.md.stability_grid import study_cells
+
+    study, _ = finished_study
+    copy = shutil.copytree(study, tmp_path / "study")
+    lines = (copy / "results.csv").read_text().splitlines(keepends=True)
+    (copy / "results.csv").write_text("".join(lines[:-1]))
+    with pytest.raises(MlpkitError, match=f"holds {len(lines) - 2} rows where results.json records {len(lines) - 1}"):
+        study_cells(copy)
+    (copy / "results.csv").write_text("".join(lines[:-1]) + lines[-1][:5])  # cut mid-row
+    with pytest.raises(MlpkitError, match="a row cut short"):
+        study_cells(copy)
+
+
+def test_train_checks_the_test_sets_elements_before_training(tmp_path, capsys):
+    assert main([*TINY_TRAIN, "--test", "sw:Ge:test", "--out", str(tmp_path)]) == 2
+    assert "--test set sw:Ge:test" in capsys.readouterr().err and not (tmp_path / "model.npz").exists()

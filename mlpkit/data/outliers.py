@@ -61,7 +61,9 @@ def describe(outliers: list[Outlier], path=None, limit: int = 5) -> str:
     where = f"{path}: " if path is not None else ""
     shown = "; ".join(map(str, outliers[:limit]))
     more = f"; and {len(outliers) - limit} more" if len(outliers) > limit else ""
-    return f"{where}{len(outliers)} suspicious frame(s): {shown}{more}"
+    frames = len({outlier.frame for outlier in outliers})
+    problems = "" if frames == len(outliers) else f" ({len(outliers)} problems)"
+    return f"{where}{frames} suspicious frame{'s' if frames != 1 else ''}{problems}: {shown}{more}"
 
 
 def _energy_outliers(dataset: Dataset) -> list[Outlier]:

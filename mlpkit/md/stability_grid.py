@@ -71,13 +71,27 @@ def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list
                 if study_dir / row["checkpoint"] not in checkpoints:
                     checkpoints.append(study_dir / row["checkpoint"])
     except (KeyError, TypeError, ValueError) as error:
-        raise MlpkitError(f"{path}: not a study's results table (columns size, init, checkpoint): {error!r}") from error
+        raise MlpkitError(f"{path}: not a study's results table (columns size, init, checkpoint; a row cut short or a "
+                          f"size that is not a number: {error!r}); run the study again to rewrite it") from error
+    _check_row_count(path, len(rows))
     if not cells:
         raise MlpkitError(f"{path} has no cell with sizes {sizes} and inits {inits}")
     for checkpoints in cells.values():
         for checkpoint in checkpoints:
             finished_record(checkpoint.parent)
     return cells
+
+
+def _check_row_count(path: Path, count: int) -> None:
+    """A ``results.csv`` cut at a row's end reads as a smaller study: its ``results.json`` says how many rows it has."""
+    document = path.with_name("results.json")
+    try:
+        expected = len(json.loads(document.read_text())["rows"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a table without its record (written by hand, say) is taken as it is
+    if expected != count:
+        raise MlpkitError(f"{path} holds {count} rows where {document.name} records {expected}: the table was cut or "
+                          "edited; run the study again to rewrite it")
 
 
 def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs: float = 10_000.0, replicas: int = 4,
