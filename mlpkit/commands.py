@@ -192,6 +192,7 @@ def study_command(args) -> None:
     from mlpkit.study import StudyConfig, run_study
     from mlpkit.training import TrainConfig
 
+    writable_folder(args.out)  # before any work
     preset = "quick" if args.quick else args.preset
     if args.quick and args.preset not in (None, "quick"):
         raise MlpkitError(f"--quick is --preset quick: it cannot be combined with --preset {args.preset}")
@@ -211,7 +212,6 @@ def study_command(args) -> None:
         config = dataclasses.replace(config, sizes=tuple(args.sizes))
     if args.epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_epochs=args.epochs))
-    writable_folder(args.out)
     rows = run_study(config, args.out, progress=not args.no_progress, wait_timeout_s=args.wait_timeout)
     print(f"{len(rows)} runs; wrote {args.out}/results.csv, results.json and report.html")
 
