@@ -17,3 +17,13 @@ def test_the_committed_sw_study_is_current_and_its_report_shows_its_csv():
     rows = read_results_csv(folder / "results.csv")
     assert {row["init"] for row in rows} == {"scratch", "transfer"} and {row["seed"] for row in rows} <= {0, 1, 2}
     assert all(0 < row["force_mae_ev_per_a"] < 1 for row in rows)  # eV/Å: trained models, not a unit slip
+
+
+def test_the_claims_benchmark_prints_the_committed_curves_and_verdicts():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_claims.py"
+    result = subprocess.run([sys.executable, str(script), "--study", str(RESULTS / "sw")], capture_output=True, text=True, check=True)
+    assert "| 5 | 3 / 3 |" in result.stdout and "current" in result.stdout.splitlines()[0]
+    assert "1. transfer below scratch at every N ≤ 50" in result.stdout
