@@ -18,27 +18,25 @@ import numpy as np
 
 from mlpkit.md.stability_grid import read_stability_csv
 from mlpkit.study.check import read_results_csv, study_problems
-from mlpkit.study.report import claims
+from mlpkit.study.report import claims, curve
 from sw_energy_forces import cpu_name
 
 
 def curve_table(rows: list[dict]) -> str:
-    """Markdown rows: N, then per init the force and energy MAE (mean ± std over draws), and transfer ÷ scratch."""
+    """Markdown rows: N, then per init the force and energy MAE (mean ± std over draws, :func:`curve`), and
+    transfer ÷ scratch."""
     lines = ["| N | draws | scratch F (eV/Å) | transfer F (eV/Å) | transfer ÷ scratch | scratch E (meV/atom) | "
              "transfer E (meV/atom) | mean wall per run (s) |", "|---" * 8 + "|"]
-    for size in sorted({row["size"] for row in rows}):
-        cell = {init: [row for row in rows if row["size"] == size and row["init"] == init] for init in ("scratch", "transfer")}
-        if not all(cell.values()):
-            continue
-        force = {init: np.array([row["force_mae_ev_per_a"] for row in runs]) for init, runs in cell.items()}
-        energy = {init: np.array([row["energy_mae_mev_per_atom"] for row in runs]) for init, runs in cell.items()}
-        wall = np.mean([row["wall_s"] for runs in cell.values() for row in runs])
-        lines.append(f"| {size} | {len(force['scratch'])} / {len(force['transfer'])} | "
-                     f"{force['scratch'].mean():.4f} ± {force['scratch'].std():.4f} | "
-                     f"{force['transfer'].mean():.4f} ± {force['transfer'].std():.4f} | "
-                     f"{force['transfer'].mean() / force['scratch'].mean():.2f} | "
-                     f"{energy['scratch'].mean():.2f} ± {energy['scratch'].std():.2f} | "
-                     f"{energy['transfer'].mean():.2f} ± {energy['transfer'].std():.2f} | {wall:.0f} |")
+    by_size = {metric: {init: {int(n): (m, d) for n, m, d in zip(*curve(rows, init, metric))} for init in ("scratch", "transfer")}
+               for metric in ("force_mae_ev_per_a", "energy_mae_mev_per_atom")}
+    force, energy = by_size["force_mae_ev_per_a"], by_size["energy_mae_mev_per_atom"]
+    for size in sorted(set(force["scratch"]) & set(force["transfer"])):
+        runs = [row for row in rows if row["size"] == size and row["init"] in ("scratch", "transfer")]
+        draws = " / ".join(str(sum(row["init"] == init for row in runs)) for init in ("scratch", "transfer"))
+        (fs, fs_d), (ft, ft_d) = force["scratch"][size], force["transfer"][size]
+        (es, es_d), (et, et_d) = energy["scratch"][size], energy["transfer"][size]
+        lines.append(f"| {size} | {draws} | {fs:.4f} ± {fs_d:.4f} | {ft:.4f} ± {ft_d:.4f} | {ft / fs:.2f} | "
+                     f"{es:.2f} ± {es_d:.2f} | {et:.2f} ± {et_d:.2f} | {np.mean([row['wall_s'] for row in runs]):.0f} |")
     return "\n".join(lines)
 
 
