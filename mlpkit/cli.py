@@ -13,6 +13,7 @@ from mlpkit.commands import (
     train_command,
 )
 from mlpkit.errors import MlpkitError
+from mlpkit.fileio import discard_partial_writes
 from mlpkit.models import ARCHITECTURES, ModelConfig
 from mlpkit.runtime import run_with_huge_pages, with_huge_pages
 
@@ -201,6 +202,7 @@ def main(argv=None) -> int:
 def leave(code: int) -> None:
     """End the process with ``code`` without the interpreter's shutdown: every result is written (atomically)
     by then, and XLA's threads, stopped mid-work by a signal, can crash that shutdown (a segfault or an abort)."""
+    discard_partial_writes()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import secrets
 import tempfile
 import tokenize
 import types
@@ -26,6 +27,7 @@ from mlpkit.errors import MlpkitError
 
 META = "meta.json"  # an archive's metadata: a JSON object with its format_version, stored as bytes
 CHECKSUM = "sha256"  # hex SHA-256 of an archive's metadata and arrays, in the formats that keep one
+_WRITING: set[Path] = set()  # temporaries of this process's unfinished atomic writes
 
 
 @contextlib.contextmanager
@@ -33,13 +35,14 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
-    os.close(handle)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+    _WRITING.add(tmp)  # known before it exists: a signal at any point leaves nothing that discard_partial_writes misses
     try:
-        yield Path(tmp)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        yield tmp
         with open(tmp, "rb+") as stream:  # the data reach the disk before the name does
             os.fsync(stream.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # give the file ordinary permissions
         os.replace(tmp, path)
         _remove_orphans(path)
     except OSError as error:
@@ -48,8 +51,14 @@ def atomic_path(path: str | os.PathLike):
         # a failed write (a full disk) names no file: name the one being written
         raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
+        _WRITING.discard(tmp)
+
+
+def discard_partial_writes() -> None:
+    """Delete the temporaries of writes this process has not finished: for an exit that skips ``finally`` blocks."""
+    for tmp in list(_WRITING):
+        tmp.unlink(missing_ok=True)
 
 
 def _remove_orphans(path: Path) -> None:
@@ -256,12 +265,15 @@ def writable_folder(path: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
+class FolderInUse(MlpkitError):
+    """Another process holds the folder's lock."""
+
+
 @contextlib.contextmanager
 def locked_folder(path: str | os.PathLike, wait: bool = False):
     """Hold an exclusive lock on folder ``path`` (``fcntl.flock`` on ``path/.lock``, which records the holder's pid).
 
-    Without ``wait`` a folder another process holds raises :class:`~mlpkit.errors.MlpkitError` naming that
-    process; with ``wait`` it blocks until the other process lets go. The lock ends with the process, however
+    Without ``wait`` a folder another process holds raises :class:`FolderInUse` naming that process; with ``wait`` it blocks until the other process lets go. The lock ends with the process, however
     it ends, so a killed run never leaves a folder locked.
     """
     path = Path(path)
@@ -272,7 +284,7 @@ def locked_folder(path: str | os.PathLike, wait: bool = False):
         except BlockingIOError:
             stream.seek(0)
             holder = stream.read().strip() or "unknown"
-            raise MlpkitError(f"{path}: in use by another mlpkit run (pid {holder}); wait for it to finish or choose "
+            raise FolderInUse(f"{path}: in use by another mlpkit run (pid {holder}); wait for it to finish or choose "
                               "another output folder") from None
         stream.seek(0)
         stream.truncate()
@@ -300,5 +312,5 @@ def folder_in_use(path: str | os.PathLike) -> bool:
     try:
         with locked_folder(path):
             return False
-    except MlpkitError:
+    except FolderInUse:
         return True

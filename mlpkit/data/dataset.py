@@ -157,7 +157,7 @@ def _voigt(stress, path, frame) -> np.ndarray:
 
 def validate(dataset: Dataset, path=None) -> None:
     """Refuse data that cannot be physics: non-finite values, bad cells, unknown elements, overlaps."""
-    from mlpkit.neighbors import build_neighbors
+    from mlpkit.neighbors import neighbor_pairs
 
     offsets = dataset.offsets
     if dataset.group.shape != (len(dataset),) or offsets[-1] != len(dataset.positions_a):
@@ -194,9 +194,9 @@ def validate(dataset: Dataset, path=None) -> None:
                 "an atom lies more than a cell length outside the cell (are cell and positions in the same units?)",
                 path=path, frame=frame, field="positions",
             )
-        close = build_neighbors(dataset.positions_a[atoms], cell, pbc, OVERLAP_FLOOR_A)
-        if close.mask.any():
-            first = int(np.argwhere(close.mask)[0, 0])
+        first_of_pairs, _, _ = neighbor_pairs(dataset.positions_a[atoms], cell, pbc, OVERLAP_FLOOR_A)
+        if len(first_of_pairs):
+            first = int(first_of_pairs[0])
             raise DataError(
                 f"atom {first} is closer than {OVERLAP_FLOOR_A} Å to another atom or to its own periodic image"
                 " (overlapping atoms or a cell too small)",
