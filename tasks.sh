@@ -27,6 +27,7 @@ case "${1:-}" in
     setup) setup ;;
     lab) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
     lab-full) setup; exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
-    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest ;;
+    # one worker per core; a file's tests (a notebook's cells) stay together, in order, on one worker
+    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest --numprocesses=auto --dist=loadfile ;;
     *) echo "usage: bash tasks.sh {lab|lab-full|test|setup}" >&2; exit 2 ;;
 esac

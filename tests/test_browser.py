@@ -157,10 +157,19 @@ def check_second_run(page) -> None:
     assert any("15" in table and "scratch" in table for table in tables), tables
 
 
-def open_and_run_all(page, lab_url: str) -> None:
+PLOTS_DRAWN = """() => {
+    const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    return plots.length >= 2 && plots.every(p => (p.data || []).some(t => (t.x || []).length > 0));
+}"""
+
+
+def open_notebook(page, lab_url: str) -> None:
     page.goto(lab_url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+
+
+def run_all_cells(page) -> None:
     page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the current widget
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")  # autosave may have kept some
     run_all(page)
@@ -183,7 +192,8 @@ def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
         page.on("pageerror", lambda error: errors.append(str(error)))
         screenshot = tmp_path / "notebook_00.png"
         try:
-            open_and_run_all(page, lab)
+            open_notebook(page, lab)
+            run_all_cells(page)
             no_tracebacks(page)
             assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
             assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() >= 1
@@ -194,7 +204,9 @@ def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
             assert ngl_canvases >= 1, "the nglview canvas did not render"
             run_training_panel_again(page)
             check_second_run(page)
-            open_and_run_all(page, lab)  # a reload, then every cell again in the live kernel: widgets come back cleanly
+            open_notebook(page, lab)  # a reload: the live kernel's plots come back drawn, with every line
+            page.wait_for_function(PLOTS_DRAWN, timeout=60_000)
+            run_all_cells(page)  # then every cell again in the live kernel: widgets come back cleanly
             no_tracebacks(page)
         finally:
             page.set_viewport_size({"width": 1400, "height": 6000})  # JupyterLab scrolls inside the page: grow it

@@ -138,7 +138,7 @@ def test_a_new_run_draws_fresh_lines_and_keeps_only_the_previous_run_faded():
 
 
 def test_a_panel_starts_each_run_on_fresh_lines_and_its_table_follows_the_latest_run():
-    figure = viz.training_figure()  # a FigureWidget, as in the notebooks
+    figure = viz.training_figure()  # a LiveFigure, as in the notebooks
     slider = widgets.IntSlider(value=10, min=5, max=100)
 
     def work(settings, job):
@@ -155,6 +155,10 @@ def test_a_panel_starts_each_run_on_fresh_lines_and_its_table_follows_the_latest
     current = [trace for trace in figure.data if trace.name == "scratch"]
     assert all(list(trace.x) == sorted(trace.x) for trace in figure.data)
     assert [list(trace.y) for trace in current if trace.meta.endswith("force")] == [[0.05, 0.05, 0.05]]
+    # what a reloaded page shows: the kernel's copy of the drawing, with every epoch of both runs in it
+    drawn = figure.view.outputs[0]["data"][viz.figures.PLOTLY_MIME]["data"]
+    assert [(trace["name"], trace["x"]) for trace in drawn] == [(trace.name, list(trace.x)) for trace in figure.data]
+    assert {"scratch", "earlier: scratch"} == {trace["name"] for trace in drawn}
 
 
 def test_epoch_callback_asks_train_to_stop_once_stop_was_pressed():

@@ -18,10 +18,10 @@ from mlpkit.study.config import QUICK_STUDY_EPOCHS, StudyConfig, StudyData, data
 from mlpkit.study.recipe import INITS, Recipe, parse_init
 from mlpkit.study.report import curve, efficiency_factor, learning_curve_figure, parity_figure, summary_table, write_report
 from mlpkit.study.results import RESULT_COLUMNS, result_rows, write_results
-from mlpkit.study.run import run_study, shard
+from mlpkit.study.run import claim_order, run_study
 
 __all__ = [
     "INITS", "QUICK_STUDY_EPOCHS", "RESULT_COLUMNS", "Recipe", "StudyConfig", "StudyData", "curve", "data_checksums",
     "efficiency_factor", "learning_curve_figure", "load_study_data", "parity_figure", "parse_init", "pool_order", "recipe_of",
-    "result_rows", "run_study", "shard", "summary_table", "train_cell", "write_report", "write_results",
+    "result_rows", "run_study", "summary_table", "train_cell", "write_report", "write_results",
 ]

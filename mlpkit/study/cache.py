@@ -8,6 +8,7 @@ folder's lock: two studies writing into one folder share each run instead of bot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from mlpkit.checkpoint import load_checkpoint, save_checkpoint
 from mlpkit.data.dataset import Dataset
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import folder_in_use, locked_folder, sha256_of, write_text_atomic
+from mlpkit.fileio import FolderInUse, folder_in_use, locked_folder, sha256_of, write_text_atomic
 from mlpkit.training import evaluate_members
 
 POLL_S = 5.0  # how often a process looks for a run another process is doing
@@ -36,17 +37,22 @@ def _sha256_text(text: str) -> str:
 
 
 def cached_training(folder: Path, payload: dict, train_fn, test_set: Dataset | None = None,
-                    wait_timeout_s: float | None = None) -> dict:
+                    wait_timeout_s: float | None = None, claim: bool = False) -> dict | None:
     """The finished run in ``folder``, or train (and test) it now.
 
     With ``wait_timeout_s``, the run belongs to another process: wait for it, for as long as some process
-    holds the folder's lock or at most ``wait_timeout_s`` without one. Returns {"checkpoint", "wall_s",
-    "test", "sha256"}: "test" holds each member's errors on ``test_set``, "sha256" the checkpoint's.
+    holds the folder's lock or at most ``wait_timeout_s`` without one. With ``claim``, a run another process
+    is training right now gives None at once. Returns {"checkpoint", "wall_s", "test", "sha256"}: "test"
+    holds each member's errors on ``test_set``, "sha256" the checkpoint's.
     """
     done = folder / "done.json"
     if wait_timeout_s is not None:
         wait_for(done, wait_timeout_s)
-    with locked_folder(folder, wait=True):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locked_folder(folder, wait=not claim))
+        except FolderInUse:
+            return None
         if done.exists():
             record = finished_record(folder)
             return {**record, "checkpoint": load_checkpoint(folder / "model.npz"), "sha256": record["model_sha256"]}

@@ -119,13 +119,14 @@ def target_payload(config: StudyConfig, data: StudyData, checksums: dict, source
 
 
 def target_run(config: StudyConfig, data: StudyData, checksums: dict, source: dict | None, size: int, init: str, out: Path,
-               progress: bool, wait_timeout_s: float | None = None) -> tuple[dict, int, Path]:
+               progress: bool, claim: bool = False) -> tuple[dict, int, Path] | None:
     """Train (or read back) one cell; returns (the run as :func:`cached_training` gives it, its frame count,
-    its checkpoint's path)."""
+    its checkpoint's path), or with ``claim`` None while another process trains it."""
     payload, n_frames, members = target_payload(config, data, checksums, source and source["sha256"], size, init)
     folder = out / "runs" / run_key(payload)
 
     def fit():
         return train_cell(data, recipe_of(config, init), size, members, source and source["checkpoint"], progress=progress)
 
-    return cached_training(folder, payload, fit, data.ge_test, wait_timeout_s), n_frames, folder / "model.npz"
+    run = cached_training(folder, payload, fit, data.ge_test, claim=claim)
+    return None if run is None else (run, n_frames, folder / "model.npz")

@@ -1,9 +1,9 @@
 """Scheduling the sweep: cells (size, initialisation) shared out over processes and devices.
 
 Cells are independent, so they are shared out: over processes by ``jax.process_index()`` (each takes
-every P-th cell; all read the others' results from the shared ``out/runs`` folder) and, within a
-process, round-robin over ``jax.local_devices()``, one thread per device. The numbers do not depend on
-how the cells were shared.
+every P-th cell first, then whatever another process has not started, from the end; all read the
+others' results from the shared ``out/runs`` folder) and, within a process, round-robin over
+``jax.local_devices()``, one thread per device. The numbers do not depend on how the cells were shared.
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ from mlpkit.study.report import learning_curve_png, write_report
 from mlpkit.study.results import breakdown_on_test_set, result_rows, write_results
 
 
-def shard(cells: list, index: int, count: int) -> list:
-    """The cells process ``index`` of ``count`` runs: every count-th, starting at its index."""
-    return cells[index::count]
+def claim_order(cells: list, index: int, count: int) -> list:
+    """The order process ``index`` of ``count`` takes cells in: its share (every count-th, from its index),
+    then the others' cells from the end of the sweep, so that a process whose share was finished before a
+    resume takes over the cells the others would reach last."""
+    mine = cells[index::count]
+    return mine + [cell for cell in reversed(cells) if cell not in mine]
 
 
 def _submit_on_devices(cells: list, run_cell, devices: list, executors: list) -> dict:
@@ -46,30 +49,33 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
 
     ``on_row(row)`` is called as each row becomes available (live plots). ``devices`` (default
     ``jax.local_devices()``) run this process's cells round-robin; ``process`` = (index, count) (default
-    ``jax.process_index()``, ``jax.process_count()``) picks its share. Process 0 trains the source model
-    and writes the files; the other processes wait for the runs they need in ``out/runs``, and give up with
-    an error after ``wait_timeout_s`` in which no process held the run's folder.
+    ``jax.process_index()``, ``jax.process_count()``) picks its share (:func:`claim_order`). Process 0 trains
+    the source model and writes the files; the other processes wait for the source, and give up with an
+    error after ``wait_timeout_s`` in which no process held its folder.
     """
     out = Path(out)
     devices = jax.local_devices() if devices is None else list(devices)
     index, count = (jax.process_index(), jax.process_count()) if process is None else process
     draws = [_prepared_draw(draw, out, progress, wait_timeout_s if index != 0 else None) for draw in config.draws()]
-    # draws innermost: neighbouring cells cost alike, so every-P-th sharding balances the processes
+    # draws innermost: neighbouring cells cost alike, so every-P-th shares start balanced
     cells = [(size, init, k) for size in config.sizes for init in config.inits for k in range(len(draws))]
     inner_progress = progress and len(devices) == 1
 
-    def run_cell(cell, wait_s=None):
+    def run_cell(cell, claim=False):
         size, init, k = cell
         draw, data, checksums, source = draws[k]
-        return target_run(draw, data, checksums, source, size, init, out, inner_progress, wait_s)
+        return target_run(draw, data, checksums, source, size, init, out, inner_progress, claim)
 
     executors = [ThreadPoolExecutor(1) for _ in devices]
     try:
-        futures = _submit_on_devices(shard(cells, index, count), run_cell, devices, executors)
+        # every cell is claimed (skipped while another process trains it), then read back in sweep order
+        futures = _submit_on_devices(claim_order(cells, index, count), lambda cell: run_cell(cell, claim=True), devices,
+                                     executors)
         rows = []
         for cell in tqdm(cells, desc="study", unit="run", disable=not progress):
-            mine = futures.get(cell)
-            run, n_frames, path = mine.result() if mine else run_cell(cell, wait_timeout_s)
+            claimed = futures[cell].result()
+            # another process had it: wait for its lock, then read it back (or train it, if that process stopped)
+            run, n_frames, path = claimed if claimed is not None else run_cell(cell)
             size, init, k = cell
             for row in result_rows(config.data, n_frames, init, draws[k][0].seeds, run["test"], run["wall_s"],
                                    path.relative_to(out)):

@@ -1,14 +1,22 @@
 """Plotly figures that grow while work runs: training curves, MD thermodynamics, parity, learning curves.
 
-Each ``*_figure`` returns a ``FigureWidget`` (``widget=True``, live in a notebook) or a plain ``Figure``;
+Each ``*_figure`` returns a :class:`LiveFigure` (``widget=True``, live in a notebook) or a plain ``Figure``;
 the ``record_*`` / ``add_*`` functions append to either, so they are tested without a browser.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+import time
+
+import ipywidgets as widgets
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
+import plotly.io
+from IPython.display import display
 from plotly.subplots import make_subplots
 
 from mlpkit.study.report import learning_curve_figure, parity_trace, stability_figure, stretch_diagonal
@@ -17,9 +25,60 @@ from mlpkit.study.report import parity_figure as study_parity_figure
 PALETTE = plotly.colors.qualitative.Plotly
 
 
+PLOTLY_MIME = "application/vnd.plotly.v1+json"  # drawn by JupyterLab's plotly renderer, offline
+REDRAW_INTERVAL_S = 0.5  # a figure changed faster than this is drawn again at the next change after it, or by redraw()
+
+
+class LiveFigure(go.Figure):
+    """A figure that draws itself again in a notebook after its changes, from any thread.
+
+    The drawing is an output of an ``ipywidgets.Output``, which the kernel keeps: a page reload shows the
+    latest state (a plotly ``FigureWidget`` comes back empty and then refuses updates), and nothing waits on
+    the browser loading plotly's 5 MB widget bundle. Changes made within :data:`REDRAW_INTERVAL_S` of the last
+    drawing wait for the next change or for :meth:`redraw` (the panels call it when a run ends).
+    """
+
+    def __init__(self, figure: go.Figure):
+        super().__init__(figure)
+        self._view = widgets.Output()
+        self._drawn_at_s = -np.inf
+        self._drawing = threading.Lock()
+        self.redraw()
+
+    @property
+    def view(self) -> widgets.Output:
+        """The widget to put in a layout (``VBox``, a panel's outputs)."""
+        return self._view
+
+    @contextlib.contextmanager
+    def batch_update(self):
+        outermost = not self._in_batch_mode
+        with super().batch_update():
+            yield
+        if outermost and time.monotonic() - self._drawn_at_s >= REDRAW_INTERVAL_S:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the figure as it is now."""
+        with self._drawing:
+            drawing = json.loads(plotly.io.to_json(self, validate=False))  # numpy arrays become JSON lists
+            drawing["config"] = {"displaylogo": False}
+            self._view.outputs = ({"output_type": "display_data", "metadata": {},
+                                   "data": {PLOTLY_MIME: drawing, "text/plain": "<a plotly figure>"}},)
+            self._drawn_at_s = time.monotonic()
+
+    def _ipython_display_(self):
+        self.redraw()
+        display(self._view)
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        self.redraw()
+        return self._view._repr_mimebundle_(include=include, exclude=exclude, **kwargs)
+
+
 def _new(figure: go.Figure, widget: bool) -> go.Figure:
     figure.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 40})
-    return go.FigureWidget(figure) if widget else figure
+    return LiveFigure(figure) if widget else figure
 
 
 EARLIER = "earlier: "  # name prefix of the previous run's traces, kept faded beside the new run

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 import ipywidgets as widgets
 from plotly.basedatatypes import BaseFigure
 
-from mlpkit.viz.figures import start_run
+from mlpkit.viz.figures import LiveFigure, start_run
 from mlpkit.viz.jobs import FAILED, FINISHED, RUNNING, STOPPED, Job
 from mlpkit.viz.settings import quick_mode
 
@@ -40,7 +40,8 @@ class RunPanel:
         self.job = Job(on_change=self._refresh)
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         buttons = widgets.HBox([self.run_button, self.stop_button, self.status])
-        self.widget = widgets.VBox([*header, *self.controls.values(), buttons, *outputs, self.table])
+        views = [output.view if isinstance(output, LiveFigure) else output for output in outputs]
+        self.widget = widgets.VBox([*header, *self.controls.values(), buttons, *views, self.table])
 
     def settings(self) -> dict[str, Any]:
         return {name: control.value for name, control in self.controls.items()}
@@ -63,6 +64,10 @@ class RunPanel:
         return self.job.result
 
     def _refresh(self, job: Job) -> None:
+        if not job.running:  # the run's last changes may have come faster than a figure draws them
+            for figure in self.figures:
+                if isinstance(figure, LiveFigure):
+                    figure.redraw()
         self.run_button.disabled = job.running
         self.stop_button.disabled = job.state != RUNNING
         colour = "#b00020" if job.state == FAILED else "inherit"
