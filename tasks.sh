@@ -27,7 +27,6 @@ case "${1:-}" in
     setup) setup ;;
     lab) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
     lab-full) setup; exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
-    # one worker per core; a file's tests (a notebook's cells) stay together, in order, on one worker
-    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest --numprocesses=auto --dist=loadfile ;;
+    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest ;;
     *) echo "usage: bash tasks.sh {lab|lab-full|test|setup}" >&2; exit 2 ;;
 esac

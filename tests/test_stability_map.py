@@ -51,6 +51,10 @@ def test_the_map_has_a_row_per_cell_and_temperature_and_a_rerun_recomputes_only_
     longer = MapSettings(temperatures_k=(605.0, 1089.0), duration_fs=60.0, replicas=1)
     stability_map(study, sizes=(4,), inits=("scratch",), settings=longer, out=tmp_path, progress=False)
     assert len(computed) == 2  # other settings: the cell is computed afresh
+    # Stop (a notebook's button) once a model has started: it finishes, no other starts
+    stopped = stability_map(study, sizes=(4,), inits=("scratch", "transfer"), settings=settings, out=tmp_path / "stopped",
+                            progress=False, stop_requested=lambda: len(computed) > 2)
+    assert len(computed) == 3 and stopped == rows[:2]
 
 
 def test_the_cli_writes_the_map_and_adds_it_to_the_report(finished_study, tmp_path, capsys):

@@ -89,6 +89,24 @@ def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(
     assert len(again) == len(rows)
 
 
+def test_a_stop_request_lets_the_run_in_progress_finish_and_starts_no_other(finished, monkeypatch):
+    out, rows = finished
+    trained = []
+    original = cells.cached_training
+
+    def counting(folder, payload, fit, *args, **kwargs):
+        return original(folder, payload, lambda: trained.append(payload) or fit(), *args, **kwargs)
+
+    monkeypatch.setattr(cells, "cached_training", counting)
+    for init in ("scratch", "transfer"):  # as if the study had stopped before these two runs
+        row = next(r for r in rows if r["size"] == 4 and r["init"] == init)
+        (out / row["checkpoint"]).with_name("done.json").unlink()
+    stopped = run_study(CONFIG, out, progress=False, stop_requested=lambda: bool(trained))
+    cell = [(r["size"], r["init"], r["seed"]) for r in rows]
+    assert len(trained) == 1 and [(r["size"], r["init"], r["seed"]) for r in stopped] == cell[:len(stopped)] == cell[:8]
+    assert len(run_study(CONFIG, out, progress=False)) == len(rows) and len(trained) == 2  # the same call resumes
+
+
 def test_a_damaged_run_record_is_named_with_the_way_out(finished):
     out, rows = finished
     done = (out / rows[0]["checkpoint"]).with_name("done.json")

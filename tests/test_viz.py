@@ -63,16 +63,17 @@ def test_settings_are_a_frozen_copy_taken_at_start():
     job.wait(5)
 
 
-def test_a_failing_background_run_reports_its_error_and_a_foreground_one_raises():
+def test_a_failing_run_reports_its_error_and_a_panel_waiting_for_it_raises():
     def broken(settings, job):
         raise ValueError("no Ge frames")
 
     job = viz.Job()
     job.start(broken, {})
     assert job.wait(5) and job.state == FAILED and "no Ge frames" in job.status
+    panel = viz.RunPanel(broken)
     with pytest.raises(ValueError, match="no Ge frames"):
-        job.start(broken, {}, background=False)
-    assert not job.running
+        panel.run(wait=True)
+    assert not panel.job.running and "no Ge frames" in panel.status.value
 
 
 def test_panel_disables_run_while_running_and_ignores_slider_changes_mid_run():
@@ -284,8 +285,8 @@ def test_stop_ends_a_training_run_after_the_current_epoch_and_keeps_its_best_mod
                      callback=lambda epoch, metrics: (epoch == 1 and job.stop()) or callback(epoch, metrics))
 
     job = viz.Job()
-    job.start(fit, {}, background=False)
-    assert job.state == STOPPED
+    job.start(fit, {})
+    assert job.wait(120) and job.state == STOPPED
     assert [row["epoch"] for row in job.result.history] == [0, 1]  # 50 epochs asked, stopped after the second
     assert job.result.checkpoint.params is not None
     assert list(next(t for t in figure.data if t.meta == "scratch/force").x) == [0, 1]

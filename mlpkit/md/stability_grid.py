@@ -96,13 +96,14 @@ def _check_row_count(path: Path, count: int) -> None:
 
 def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs: float = 10_000.0, replicas: int = 4,
                   sizes=None, inits=None, settings: MapSettings | None = None, out=None, on_row=None,
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, stop_requested=None) -> list[dict]:
     """Rows with :data:`STABILITY_COLUMNS`, one per (size, init, temperature), for the cells of the study in
     ``study_dir`` (see :func:`study_cells`); also written to ``<out>/stability.csv`` (``out``: the study's
     folder unless given), with each finished model's runs in ``<out>/stability/``.
 
     ``settings`` replaces ``temperatures_k``, ``duration_fs`` and ``replicas`` when given. ``on_row(row)`` is
-    called as each row becomes available (live maps). A cell of several draws runs ``replicas`` seeds on each
+    called as each row becomes available (live maps); once ``stop_requested()`` is true no further model
+    starts, and the rows so far are returned. A cell of several draws runs ``replicas`` seeds on each
     draw's model and pools them. ``mean_time_to_failure_fs`` counts a run that survived as the whole duration,
     so it is a lower bound wherever some survived.
     """
@@ -110,7 +111,11 @@ def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs:
     out = Path(study_dir if out is None else out)
     rows = []
     for (size, init), checkpoints in study_cells(study_dir, sizes, inits).items():
-        draws = [_model_rows(size, init, k, checkpoint, settings, out / "stability", progress) for k, checkpoint in enumerate(checkpoints)]
+        draws = []
+        for k, checkpoint in enumerate(checkpoints):
+            if stop_requested is not None and stop_requested():
+                return rows
+            draws.append(_model_rows(size, init, k, checkpoint, settings, out / "stability", progress))
         for row in pooled_rows(draws):
             rows.append(row)
             if on_row is not None:

@@ -44,10 +44,11 @@ def _submit_on_devices(cells: list, run_cell, devices: list, executors: list) ->
 
 
 def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devices=None, process=None,
-              wait_timeout_s: float = 600.0) -> list[dict]:
+              wait_timeout_s: float = 600.0, stop_requested=None) -> list[dict]:
     """Run (or resume) the whole sweep; writes ``out/results.csv``, ``results.json`` and ``report.html``.
 
-    ``on_row(row)`` is called as each row becomes available (live plots). ``devices`` (default
+    ``on_row(row)`` is called as each row becomes available (live plots). Once ``stop_requested()`` is true,
+    no further run starts: the rows of the runs finished by then are returned, and the report is not written. ``devices`` (default
     ``jax.local_devices()``) run this process's cells round-robin; ``process`` = (index, count) (default
     ``jax.process_index()``, ``jax.process_count()``) picks its share (:func:`claim_order`). Process 0 trains
     the source model and writes the files; the other processes wait for the source, and give up with an
@@ -62,6 +63,8 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
     inner_progress = progress and len(devices) == 1
 
     def run_cell(cell, claim=False):
+        if stop_requested is not None and stop_requested():
+            return None
         size, init, k = cell
         draw, data, checksums, source = draws[k]
         return target_run(draw, data, checksums, source, size, init, out, inner_progress, claim)
@@ -75,7 +78,10 @@ def run_study(config: StudyConfig, out, progress: bool = True, on_row=None, devi
         for cell in tqdm(cells, desc="study", unit="run", disable=not progress):
             claimed = futures[cell].result()
             # another process had it: wait for its lock, then read it back (or train it, if that process stopped)
-            run, n_frames, path = claimed if claimed is not None else run_cell(cell)
+            claimed = claimed if claimed is not None else run_cell(cell)
+            if claimed is None:  # stopped
+                return rows
+            run, n_frames, path = claimed
             size, init, k = cell
             for row in result_rows(config.data, n_frames, init, draws[k][0].seeds, run["test"], run["wall_s"],
                                    path.relative_to(out)):

@@ -39,12 +39,9 @@ class Job:
     def stop_requested(self) -> bool:
         return self._stop.is_set()
 
-    def start(self, work: Callable[[Mapping[str, Any], Job], Any], settings: Mapping[str, Any], background: bool = True) -> bool:
-        """Run ``work`` with a frozen copy of ``settings``; False (and nothing started) while a run is going.
-
-        In the background it runs in a daemon thread and errors end up in ``error`` and the status line;
-        in the foreground (``background=False``) the call returns when the work is done and re-raises its error.
-        """
+    def start(self, work: Callable[[Mapping[str, Any], Job], Any], settings: Mapping[str, Any]) -> bool:
+        """Run ``work`` with a frozen copy of ``settings`` in a daemon thread; False (and nothing started)
+        while a run is going. Errors end up in ``error`` and the status line."""
         with self._lock:
             if self.running:
                 return False
@@ -53,12 +50,7 @@ class Job:
             self.state, self.progress, self.result, self.error, self.traceback = RUNNING, "", None, None, ""
             self.settings = MappingProxyType(dict(settings))
         self._notify()
-        if background:
-            threading.Thread(target=self._run, args=(work,), daemon=True).start()
-        else:
-            self._run(work)
-            if self.error is not None:
-                raise self.error
+        threading.Thread(target=self._run, args=(work,), daemon=True).start()
         return True
 
     def stop(self) -> None:
