@@ -6,7 +6,6 @@ import html
 from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
-from IPython import get_ipython
 from plotly.basedatatypes import BaseFigure
 
 from mlpkit.viz.figures import LiveFigure, start_run
@@ -23,7 +22,7 @@ class RunPanel:
     (:func:`~mlpkit.viz.figures.start_run`). With ``summary(result) -> HTML``, the panel shows that
     table of the latest run's result, replaced whenever a run ends.
     ``run()`` is what a notebook cell calls: in the background normally, to the end in quick mode
-    (tests need the results before the next cell); Stop works in both.
+    (tests need the results before the next cell).
     """
 
     def __init__(self, work: Callable[[Mapping[str, Any], Job], Any], controls: Mapping[str, widgets.ValueWidget] | None = None,
@@ -48,8 +47,8 @@ class RunPanel:
         return {name: control.value for name, control in self.controls.items()}
 
     def run(self, wait: bool | None = None) -> None:
-        """Start a run with the current settings; ``wait`` (default: quick mode) returns when it has ended
-        (re-raising its error), answering the widgets meanwhile, so that Stop stops it even under Run All.
+        """Start a run with the current settings; ``wait`` (default: quick mode) returns when it has ended,
+        re-raising its error.
 
         Does nothing while a run is going.
         """
@@ -61,7 +60,7 @@ class RunPanel:
         self.table.value = ""
         self.job.start(self.work, self.settings())
         if wait:
-            wait_answering_widgets(self.job)
+            self.job.wait()
             if self.job.error is not None:
                 raise self.job.error
 
@@ -84,13 +83,3 @@ class RunPanel:
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
-
-def wait_answering_widgets(job: Job) -> None:
-    """Block until ``job`` has ended. In a notebook kernel, the widgets' messages (a Stop click) are handled
-    meanwhile and the cells queued behind this one (Run All) wait their turn; elsewhere it simply waits."""
-    if getattr(get_ipython(), "kernel", None) is None:
-        job.wait()
-        return
-    from jupyter_ui_poll import run_ui_poll_loop
-
-    run_ui_poll_loop(lambda: True if job.wait(0.05) else None, sleep=None)
