@@ -72,32 +72,31 @@ def test_diverse_selection_ranks_the_pool_once_in_group_proportion(finished):
         assert abs(np.sum(taken == group) - 20 * count / len(data.ge_pool)) <= 1
 
 
-def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(finished, monkeypatch):
-    out, rows = finished
-    calls = []
+@pytest.fixture
+def trained(monkeypatch) -> list[dict]:
+    """The payloads of the runs the study trains (not reads back) from now on, in order."""
+    payloads = []
     original = cells.cached_training
 
     def counting(folder, payload, fit, *args, **kwargs):
-        return original(folder, payload, lambda: calls.append(payload) or fit(), *args, **kwargs)
+        return original(folder, payload, lambda: payloads.append(payload) or fit(), *args, **kwargs)
 
     monkeypatch.setattr(cells, "cached_training", counting)
-    assert run_study(CONFIG, out, progress=False) == rows and calls == []
+    return payloads
+
+
+def test_a_repeated_study_trains_nothing_and_a_resumed_one_only_the_missing_run(finished, trained):
+    out, rows = finished
+    assert run_study(CONFIG, out, progress=False) == rows and trained == []
     row = next(r for r in rows if r["size"] == 4 and r["init"] == "transfer-active")
     (out / row["checkpoint"]).with_name("done.json").unlink()  # as if the study stopped during this run
     again = run_study(CONFIG, out, progress=False)
-    assert [(c["size"], c["init"]) for c in calls] == [(4, "transfer-active")]
+    assert [(c["size"], c["init"]) for c in trained] == [(4, "transfer-active")]
     assert len(again) == len(rows)
 
 
-def test_a_stop_request_lets_the_run_in_progress_finish_and_starts_no_other(finished, monkeypatch):
+def test_a_stop_request_lets_the_run_in_progress_finish_and_starts_no_other(finished, trained):
     out, rows = finished
-    trained = []
-    original = cells.cached_training
-
-    def counting(folder, payload, fit, *args, **kwargs):
-        return original(folder, payload, lambda: trained.append(payload) or fit(), *args, **kwargs)
-
-    monkeypatch.setattr(cells, "cached_training", counting)
     for init in ("scratch", "transfer"):  # as if the study had stopped before these two runs
         row = next(r for r in rows if r["size"] == 4 and r["init"] == init)
         (out / row["checkpoint"]).with_name("done.json").unlink()
