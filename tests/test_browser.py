@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from mlpkit.viz import TutorialConfig
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))  # Debian's package; override with $CHROMIUM
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 NOTEBOOK = "00_quick_tour.ipynb"
 RUN_TIMEOUT_S = 600
+QUICK_EPOCHS = TutorialConfig().quick().train.max_epochs  # of the notebook's trainings under MLPKIT_QUICK=1
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
@@ -164,18 +167,47 @@ PLOTS_DRAWN = """() => {
 }"""
 
 
+PLOTS_STATE = """() => ({
+    plots: [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).map(t => (t.x || []).length)),
+    widgets: document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length,
+    loading: document.body.innerText.includes('Loading widget'),
+})"""
+
+NOTEBOOK_SAVED = """async () => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    await panel.context.save();
+    return !panel.context.model.dirty;
+}"""
+
+
+def save_notebook(page) -> None:
+    assert page.evaluate(NOTEBOOK_SAVED), "the notebook is still unsaved after a save"
+
+
 def open_notebook(page, lab_url: str) -> None:
     page.goto(lab_url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
 
-def run_all_cells(page) -> None:
+def run_all_cells(page, stop_at: str | None = None) -> None:
+    """Run All and wait for every cell; with ``stop_at``, press the first panel's Stop once its status shows that
+    text (the cells after the panel are queued by then, and one of them is awaiting the run)."""
     page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the current widget
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")  # autosave may have kept some
     run_all(page)
+    if stop_at is not None:
+        page.wait_for_function("text => document.body.innerText.includes(text)", arg=stop_at, timeout=RUN_TIMEOUT_S * 1000)
+        page.locator(".jupyter-widgets button", has_text="Stop").first.click()
     page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
     page.wait_for_timeout(3000)  # let the last widget messages render
+
+
+def check_stopped_early(page, epochs: int) -> None:
+    """The first run ended at the Stop, epochs before its last one, and the notebook ran on from what it kept."""
+    assert page.get_by_text("stopped (results so far kept)").count() >= 1
+    transfer = [trace for trace in page.evaluate(TRAINING_PLOT) if trace["name"] == "transfer (N=10)"]
+    assert transfer and max(transfer[0]["x"]) < epochs, transfer
 
 
 def no_tracebacks(page) -> None:
@@ -194,8 +226,9 @@ def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
         screenshot = tmp_path / "notebook_00.png"
         try:
             open_notebook(page, lab)
-            run_all_cells(page)
+            run_all_cells(page, stop_at="transfer (N=10): epoch 2/")  # Stop works under Run All
             no_tracebacks(page)
+            check_stopped_early(page, QUICK_EPOCHS)
             assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
             assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() >= 1
             assert page.locator(".jupyter-widgets button", has_text="Run").count() >= 2
@@ -205,8 +238,12 @@ def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
             assert ngl_canvases >= 1, "the nglview canvas did not render"
             run_training_panel_again(page)
             check_second_run(page)
+            save_notebook(page)  # as a student does before a reload (autosave runs only every 2 minutes)
             open_notebook(page, lab)  # a reload: the live kernel's plots come back drawn, with every line
-            page.wait_for_function(PLOTS_DRAWN, timeout=120_000)
+            try:
+                page.wait_for_function(PLOTS_DRAWN, timeout=120_000)
+            except PlaywrightTimeout:
+                pytest.fail(f"after the reload the plots are not drawn: {page.evaluate(PLOTS_STATE)}")
             run_all_cells(page)  # then every cell again in the live kernel: widgets come back cleanly
             no_tracebacks(page)
         finally:

@@ -3,6 +3,7 @@ once, figures grow correctly, colour bins cover every atom, and unphysical MD st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -71,8 +72,9 @@ def test_a_failing_run_reports_its_error_and_a_panel_waiting_for_it_raises():
     job.start(broken, {})
     assert job.wait(5) and job.state == FAILED and "no Ge frames" in job.status
     panel = viz.RunPanel(broken)
+    panel.run()
     with pytest.raises(ValueError, match="no Ge frames"):
-        panel.run(wait=True)
+        asyncio.run(panel.finished())
     assert not panel.job.running and "no Ge frames" in panel.status.value
 
 
@@ -85,14 +87,32 @@ def test_panel_disables_run_while_running_and_ignores_slider_changes_mid_run():
     assert panel.run_button.disabled and not panel.stop_button.disabled and panel.job.state == RUNNING
     slider.value = 50
     panel.run_button.click()  # ignored: a second run would race on the same figures
-    panel.run(wait=False)
+    panel.run()
     panel.stop_button.click()
     assert panel.job.wait(5)
     assert seen == [{"size": 10}] and panel.result["stopped"]
     assert not panel.run_button.disabled and panel.stop_button.disabled
     release.set()
-    panel.run(wait=True)
-    assert seen[-1] == {"size": 50} and panel.job.state == FINISHED
+    panel.run()
+    assert not asyncio.run(panel.finished())["stopped"] and seen[-1] == {"size": 50} and panel.job.state == FINISHED
+
+
+def test_a_cell_awaiting_a_run_leaves_the_kernel_free_to_press_stop():
+    """What Run All does: the next cell awaits the run while the Stop click still arrives on the same loop."""
+    release, seen = threading.Event(), []
+    panel = viz.RunPanel(blocking_work(release, seen))
+
+    async def press_stop_while_awaited():
+        await asyncio.sleep(0.3)
+        assert panel.job.state == RUNNING  # the run is still going, the waiting cell has not returned
+        panel.stop_button.click()
+
+    async def run_all():
+        panel.run()
+        result, _ = await asyncio.wait_for(asyncio.gather(panel.finished(), press_stop_while_awaited()), timeout=10)
+        return result
+
+    assert asyncio.run(run_all())["stopped"] and panel.job.state == STOPPED
 
 
 def test_quick_mode_is_read_from_one_environment_variable(monkeypatch):
@@ -148,10 +168,12 @@ def test_a_panel_starts_each_run_on_fresh_lines_and_its_table_follows_the_latest
         return [{"size": settings["size"]}]
 
     panel = viz.RunPanel(work, {"size": slider}, outputs=[figure], summary=lambda rows: f"<p>N = {rows[0]['size']}</p>")
-    panel.run(wait=True)
+    panel.run()
+    asyncio.run(panel.finished())
     assert panel.table.value == "<p>N = 10</p>"
     slider.value = 20
-    panel.run(wait=True)
+    panel.run()
+    asyncio.run(panel.finished())
     assert panel.table.value == "<p>N = 20</p>"
     current = [trace for trace in figure.data if trace.name == "scratch"]
     assert all(list(trace.x) == sorted(trace.x) for trace in figure.data)

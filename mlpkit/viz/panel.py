@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 from typing import Any, Callable, Mapping
 
@@ -10,7 +11,8 @@ from plotly.basedatatypes import BaseFigure
 
 from mlpkit.viz.figures import LiveFigure, start_run
 from mlpkit.viz.jobs import FAILED, FINISHED, RUNNING, STOPPED, Job
-from mlpkit.viz.settings import quick_mode
+
+POLL_INTERVAL_S = 0.1  # how often a cell awaiting a run looks whether it has ended
 
 
 class RunPanel:
@@ -21,8 +23,9 @@ class RunPanel:
     draws its own lines: the figures among ``outputs`` keep the previous run faded as "earlier"
     (:func:`~mlpkit.viz.figures.start_run`). With ``summary(result) -> HTML``, the panel shows that
     table of the latest run's result, replaced whenever a run ends.
-    ``run()`` is what a notebook cell calls: in the background normally, to the end in quick mode
-    (tests need the results before the next cell).
+    ``run()`` is what a notebook cell calls; it returns at once. A later cell that needs the result
+    awaits :meth:`finished`, which leaves the kernel free to handle the buttons meanwhile, so Stop works
+    under Run All too (a blocking wait would queue the click until the run had ended).
     """
 
     def __init__(self, work: Callable[[Mapping[str, Any], Job], Any], controls: Mapping[str, widgets.ValueWidget] | None = None,
@@ -35,7 +38,7 @@ class RunPanel:
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.status = widgets.HTML(value="ready")
-        self.run_button.on_click(lambda _: self.run(wait=False))
+        self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.job.stop())
         self.job = Job(on_change=self._refresh)
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
@@ -46,23 +49,25 @@ class RunPanel:
     def settings(self) -> dict[str, Any]:
         return {name: control.value for name, control in self.controls.items()}
 
-    def run(self, wait: bool | None = None) -> None:
-        """Start a run with the current settings; ``wait`` (default: quick mode) returns when it has ended,
-        re-raising its error.
-
-        Does nothing while a run is going.
-        """
-        wait = quick_mode() if wait is None else wait
+    def run(self) -> None:
+        """Start a run with the current settings in the background; does nothing while a run is going."""
         if self.job.running:
             return
         for figure in self.figures:
             start_run(figure)
         self.table.value = ""
         self.job.start(self.work, self.settings())
-        if wait:
-            self.job.wait()
-            if self.job.error is not None:
-                raise self.job.error
+
+    async def finished(self):
+        """The latest run's result once it has ended (``await panel.finished()`` in a cell); re-raises its error.
+
+        Awaiting yields to the kernel between looks, so widget messages (a Stop click) are handled meanwhile.
+        """
+        while not self.job.wait(0):
+            await asyncio.sleep(POLL_INTERVAL_S)
+        if self.job.error is not None:
+            raise self.job.error
+        return self.job.result
 
     @property
     def result(self):
