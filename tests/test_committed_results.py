@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mlpkit.study.check import read_results_csv, study_problems
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 
 
-def test_the_committed_sw_study_is_current_and_its_report_shows_its_csv():
-    folder = RESULTS / "sw"
+@pytest.mark.parametrize("name", ["sw", "sw-below-1089k"])
+def test_a_committed_study_is_current_and_its_report_shows_its_csv(name):
+    folder = RESULTS / name
     assert study_problems(folder) == []
     rows = read_results_csv(folder / "results.csv")
     assert {row["init"] for row in rows} == {"scratch", "transfer"} and {row["seed"] for row in rows} <= {0, 1, 2}
