@@ -20,3 +20,9 @@ def face_distances_a(cell_a) -> np.ndarray:
 def voigt_from_tensor(tensor):
     """[..., 3, 3] → [..., 6] in ASE's Voigt order [xx, yy, zz, yz, xz, xy]."""
     return tensor[..., [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+def tensor_from_voigt(voigt):
+    """[..., 6] in ASE's Voigt order [xx, yy, zz, yz, xz, xy] → the symmetric [..., 3, 3] tensor."""
+    voigt = np.asarray(voigt)
+    return voigt[..., [[0, 5, 4], [5, 1, 3], [4, 3, 2]]]
