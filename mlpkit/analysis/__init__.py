@@ -20,12 +20,14 @@ from mlpkit.analysis.static import (
     ElasticConstants, EquationOfStateFit, elastic_constants, equation_of_state, relax_positions, vacancy_formation_energy,
 )
 from mlpkit.analysis.structure import angular_distribution, gaussian_smooth, pair_vectors, peak_positions, radial_distribution
-from mlpkit.analysis.table import TABLE_KEYS, PropertyConfig, PropertyTable, compute_properties, property_table, relative_errors
+from mlpkit.analysis.table import (
+    TABLE_KEYS, PropertyConfig, PropertyTable, compute_properties, phonon_values, property_table, relative_errors,
+)
 
 __all__ = [
     "MLEARN_GROUND_STATE", "TABLE_KEYS", "ElasticConstants", "EquationOfStateFit", "PropertyConfig", "PropertyTable",
     "angular_distribution", "compute_properties", "dft_ground_state", "dft_reference", "diamond_phonons", "diffusion_coefficient",
     "elastic_constants", "elastic_reference", "equation_of_state", "fcc_special_points", "gaussian_smooth", "mean_squared_displacement",
-    "pair_vectors", "peak_positions", "phonon_frequencies", "property_table", "radial_distribution", "relative_errors",
+    "pair_vectors", "peak_positions", "phonon_frequencies", "phonon_values", "property_table", "radial_distribution", "relative_errors",
     "relax_positions", "vacancy_formation_energy", "velocity_autocorrelation", "vibrational_dos",
 ]

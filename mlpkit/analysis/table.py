@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 from ase.calculators.calculator import Calculator
 
 from mlpkit.analysis.phonons import diamond_phonons
@@ -74,6 +75,14 @@ def _element_of(calculator: Calculator, element: str | None) -> str:
     return element
 
 
+def phonon_values(phonons_thz: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The phonon rows of the table from :func:`~mlpkit.analysis.diamond_phonons`' frequencies (THz): Γ's optical
+    branch, and the lowest (TA) and highest (TO) branch at X and L."""
+    return {"phonon_gamma_thz": float(phonons_thz["gamma"].max()),
+            "phonon_x_ta_thz": float(phonons_thz["x"].min()), "phonon_x_to_thz": float(phonons_thz["x"].max()),
+            "phonon_l_ta_thz": float(phonons_thz["l"].min()), "phonon_l_to_thz": float(phonons_thz["l"].max())}
+
+
 def compute_properties(potential, element: str | None = None, config: PropertyConfig = PropertyConfig()) -> dict:
     """Diamond-crystal properties of ``potential`` (a :func:`mlpkit.load_potential` spec such as ``"sw:Si"`` or
     a checkpoint path, or an ASE calculator) for ``element`` (default: the potential's only element).
@@ -104,11 +113,7 @@ def compute_properties(potential, element: str | None = None, config: PropertyCo
         "bulk_modulus_gpa": eos.bulk_modulus_gpa,
         **{key: getattr(elastic, key) if elastic else None for key in ("c11_gpa", "c12_gpa", "c44_gpa", "c44_unrelaxed_gpa")},
         "vacancy_formation_ev": vacancy_ev,
-        "phonon_gamma_thz": float(phonons["gamma"].max()),
-        "phonon_x_ta_thz": float(phonons["x"].min()),
-        "phonon_x_to_thz": float(phonons["x"].max()),
-        "phonon_l_ta_thz": float(phonons["l"].min()),
-        "phonon_l_to_thz": float(phonons["l"].max()),
+        **phonon_values(phonons),
         "elastic_matrix_gpa": elastic.matrix_gpa.round(6).tolist() if elastic else None,
         "phonon_thz": {name: values.round(6).tolist() for name, values in phonons.items()},
         "failures": failures,
@@ -131,10 +136,13 @@ class PropertyTable:
         return dataclasses.asdict(self)
 
     def to_markdown(self) -> str:
-        """The table as Markdown: one row per property, one column per potential, errors in brackets."""
+        """The table as Markdown: one row per property that some potential has, one column per potential,
+        errors against the reference in brackets."""
         names = list(self.values)
         lines = [f"| {self.element} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for key, label in TABLE_KEYS.items():
+            if all(self.values[name].get(key) is None for name in names):
+                continue
             cells = []
             for name in names:
                 value, error = self.values[name].get(key), self.relative_error[name].get(key)
