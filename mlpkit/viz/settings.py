@@ -39,13 +39,13 @@ class TutorialConfig:
     def quick(self) -> TutorialConfig:
         train = dataclasses.replace(self.train, max_epochs=12, patience_epochs=12)
         return dataclasses.replace(self, train=train, si_frames=24, si_epochs=4, ge_sizes=(5, 8, 12, 20), seeds=(0,),
-                                   md_chunks=10, vibration_ps=2.0)
+                                   md_chunks=25, vibration_ps=2.0)  # 0.5 ps: long enough for a scratch model to fail
 
 
 def mode_line() -> str:
     """One line for a notebook's first output: which settings are active, and how to get the other ones."""
     if quick_mode():
-        return (f"quick mode ({QUICK_ENV}=1): small settings that finish in about a minute per notebook on a laptop; "
+        return (f"quick mode ({QUICK_ENV}=1): small settings, 1 to 4 minutes per notebook on a 2-core laptop; "
                 "for the full tutorial settings start JupyterLab with `bash tasks.sh lab-full`")
     return (f"full tutorial settings: trainings and MD take minutes on a laptop CPU; for the quick ones start JupyterLab "
             f"with `bash tasks.sh lab` ({QUICK_ENV}=1)")
