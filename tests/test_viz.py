@@ -156,6 +156,7 @@ def test_a_new_run_draws_fresh_lines_and_keeps_only_the_previous_run_faded():
     assert list(by_name["earlier: scratch", "force"].x) == [0, 1]  # the second run, faded; the first is gone
     assert by_name["earlier: scratch", "force"].opacity < 1 and by_name["scratch", "force"].opacity is None
     assert by_name["scratch", "force"].line.color == by_name["earlier: scratch", "force"].line.color
+    assert [trace.showlegend for trace in figure.data if trace.name.startswith("earlier")] == [True, False]  # one entry
 
 
 def test_a_panel_starts_each_run_on_fresh_lines_and_its_table_follows_the_latest_run():
@@ -226,6 +227,22 @@ def test_learning_curves_update_in_place():
     viz.set_learning_curves(figure, rows + [{"size": 20, "seed": 0, "init": "scratch", "force_mae_ev_per_a": 0.2}])
     assert sorted(trace.name for trace in figure.data) == ["scratch", "transfer"]
     assert list(next(t for t in figure.data if t.name == "scratch").x) == [5, 20]
+
+
+def test_a_stopped_sweep_shows_its_partial_curve_beside_the_previous_sweep_marked_earlier():
+    """A sweep stopped after its first scratch run must not sit next to the last sweep's complete transfer line as
+    if both were one run: the old curves are faded as "earlier", and share one legend entry."""
+    figure = viz.learning_curves_figure(widget=False)
+    complete = [{"size": size, "seed": 0, "init": init, "force_mae_ev_per_a": error / size}
+                for size in (5, 10) for init, error in (("scratch", 2.0), ("transfer", 1.0))]
+    viz.set_learning_curves(figure, complete)
+    viz.start_run(figure)
+    viz.set_learning_curves(figure, complete[:1])
+    by_name = {trace.name: trace for trace in figure.data}
+    assert set(by_name) == {"scratch", "earlier: scratch", "earlier: transfer"}
+    assert list(by_name["scratch"].x) == [5] and list(by_name["earlier: transfer"].x) == [5, 10]
+    assert by_name["earlier: transfer"].opacity < 1 and by_name["scratch"].opacity is None
+    assert sum(bool(trace.showlegend is not False) for trace in figure.data if trace.name.startswith("earlier")) == 1
 
 
 def test_colour_bins_cover_every_atom_once_from_dark_to_bright():

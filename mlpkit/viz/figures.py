@@ -102,13 +102,14 @@ def _series(figure: go.Figure, name: str, panel: str, row: int = 1, col: int = 1
 
 def start_run(figure: go.Figure) -> None:
     """Before a new run of a panel: the traces of the previous run stay, faded and labelled "earlier: …",
-    and those of any run before it are removed, so a new run always draws fresh lines of its own."""
+    and those of any run before it are removed, so a new run always draws fresh lines of its own. The faded
+    traces share one legend entry, under the title "earlier run", which shows or hides them all."""
     with figure.batch_update():
         figure.data = [t for t in figure.data if not (t.meta and t.name.startswith(EARLIER))]
-        for trace in figure.data:
-            if trace.meta:
-                trace.update(name=EARLIER + trace.name, legendgroup=EARLIER + trace.legendgroup,
-                             meta=EARLIER + trace.meta, opacity=0.35, line={"dash": "dot"})
+        faded = [trace for trace in figure.data if trace.meta]
+        for index, trace in enumerate(faded):
+            trace.update(name=EARLIER + trace.name, legendgroup=EARLIER, meta=EARLIER + trace.meta, opacity=0.35,
+                         line={"dash": "dot"}, showlegend=index == 0, legendgrouptitle_text="earlier run")
 
 
 def _append(trace, x, y) -> None:
@@ -176,14 +177,15 @@ def add_parity(figure: go.Figure, name: str, reference, predicted) -> None:
 
 
 def set_learning_curves(figure: go.Figure, rows: list[dict], metric: str = "force_mae_ev_per_a") -> None:
-    """Show ``rows`` (``mlpkit.study`` result rows) as :func:`mlpkit.study.learning_curve_figure` does."""
+    """Show ``rows`` (``mlpkit.study`` result rows) as :func:`mlpkit.study.learning_curve_figure` does; the
+    curves are this run's, so a panel's next run fades them as "earlier" (:func:`start_run`)."""
     target = learning_curve_figure(rows, metric)
     with figure.batch_update():
         figure.update_layout(xaxis=target.layout.xaxis, yaxis=target.layout.yaxis)
         for new in target.data:
             old = next((t for t in figure.data if t.name == new.name), None)
             if old is None:
-                figure.add_trace(new)
+                figure.add_trace(new.update(meta=f"{new.name}/curve"))
             else:
                 old.x, old.y, old.error_y = new.x, new.y, new.error_y
 
