@@ -22,7 +22,7 @@ from pathlib import Path
 from mlpkit.data import load_dataset, sw_data_path, train_val_split
 from mlpkit.fileio import write_text_atomic
 from mlpkit.models import ModelConfig
-from mlpkit.training import TrainConfig, evaluate, train
+from mlpkit.training import LossWeights, TrainConfig, evaluate, train
 from mlpkit.training.evaluate import history_csv
 from sw_energy_forces import cpu_name
 
@@ -43,6 +43,16 @@ VARIANTS = {
     "vector-messages": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, vector_messages=True)),
     "cutoff-4": lambda c: dataclasses.replace(c, model=dataclasses.replace(c.model, cutoff_a=4.0)),
     "float64": lambda c: dataclasses.replace(c, float64=True),
+    # MACE's training recipe (mace-torch's defaults), one part at a time and all together
+    "amsgrad": lambda c: dataclasses.replace(c, optimiser="amsgrad"),
+    "weight-decay": lambda c: dataclasses.replace(c, weight_decay=5e-7),
+    "plateau-1e-2": lambda c: dataclasses.replace(c, schedule="plateau", learning_rate=1e-2),
+    "late-stage": lambda c: dataclasses.replace(c, late_weights=LossWeights(energy=10.0, forces=1.0, virial=c.weights.virial),
+                                                late_fraction=0.25, late_learning_rate=1e-3),
+    "mace-recipe": lambda c: dataclasses.replace(
+        c, optimiser="amsgrad", weight_decay=5e-7, schedule="plateau", learning_rate=1e-2, batch_size=4,
+        weights=LossWeights(energy=1.0, forces=100.0, virial=1.0), late_weights=LossWeights(energy=1000.0, forces=100.0, virial=1.0),
+        late_fraction=0.25, late_learning_rate=1e-3),
 }
 
 

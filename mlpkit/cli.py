@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--late-energy-weight", type=float,
                      help="energy weight of a late training stage (the loss weighs energies 1 and forces 1 before it)")
     fit.add_argument("--late-fraction", type=float, default=0.2, help="share of the epochs the late stage takes (default 0.2)")
+    fit.add_argument("--late-learning-rate", type=float, help="constant learning rate of the late stage (default: the schedule's)")
+    fit.add_argument("--optimiser", choices=["adam", "amsgrad"], help="the optimiser's direction (default adam)")
+    fit.add_argument("--weight-decay", type=float, help="L2 weight decay added to the gradients (default 0)")
+    fit.add_argument("--schedule", choices=["decay", "plateau"],
+                     help="decay: exponential from the peak rate down to 2e-5 at the last epoch (default); plateau: the peak "
+                          "rate held and multiplied by 0.8 whenever the validation force MAE stalls for over 10 epochs")
     fit.add_argument("--quick", action="store_true", help="small model, 40 epochs: about two minutes on a laptop")
     fit.add_argument("--overwrite", action="store_true",
                      help="replace a finished run in --out made from other data or settings (refused otherwise)")

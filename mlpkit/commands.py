@@ -89,12 +89,16 @@ def train_command(args) -> None:
     config = dataclasses.replace(
         config,
         model=dataclasses.replace(config.model, **{k: v for k, v in model_sizes.items() if v is not None}),
-        **{k: v for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size,
-                             "learning_rate": args.learning_rate}.items() if v is not None},
+        **{k: v for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                             "optimiser": args.optimiser, "weight_decay": args.weight_decay,
+                             "schedule": args.schedule}.items() if v is not None},
     )
+    if args.late_learning_rate is not None and args.late_energy_weight is None:
+        raise MlpkitError("--late-learning-rate sets the rate of a late stage: give that stage with --late-energy-weight")
     if args.late_energy_weight is not None:
         late = dataclasses.replace(config.weights, energy=args.late_energy_weight)
-        config = dataclasses.replace(config, late_weights=late, late_fraction=args.late_fraction)
+        config = dataclasses.replace(config, late_weights=late, late_fraction=args.late_fraction,
+                                     late_learning_rate=args.late_learning_rate)
     test_set = _resolve_data(args.test) if args.test else None  # read, and its elements checked, before any training
     if test_set is not None:
         ElementTable.from_species(train_set.species).check(test_set.species, f"the --test set {args.test}")
@@ -109,7 +113,6 @@ def train_command(args) -> None:
 
 def _run_inputs(config, train_set, validation_set) -> dict:
     """What makes a training run this run: its settings and the SHA-256 of its frames (JSON-able)."""
-    import dataclasses
     import json
 
     from mlpkit.data.dataset import ATOM_FIELDS, FRAME_FIELDS
@@ -118,7 +121,7 @@ def _run_inputs(config, train_set, validation_set) -> dict:
     def digest(frames):
         return fingerprint(*(getattr(frames, name) for name in FRAME_FIELDS + ATOM_FIELDS))
 
-    settings = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    settings = json.loads(json.dumps(config.key_fields(), default=str))
     return {"config": settings, "training_frames_sha256": digest(train_set), "validation_frames_sha256": digest(validation_set)}
 
 

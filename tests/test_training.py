@@ -22,7 +22,7 @@ from mlpkit.structures import diamond, rattled
 from mlpkit.training import LossWeights, TrainConfig, evaluate, train
 from mlpkit.training.loss import weighted_validation_loss
 from mlpkit.training.batches import ATOM_BUCKET, BatchPlan, bucket_sizes
-from mlpkit.training.train import update_best
+from mlpkit.training.train import _schedule, learning_rate, plateau_reductions, update_best
 
 TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=3, warmup_epochs=1, batch_size=4)
 
@@ -89,6 +89,49 @@ def test_a_late_energy_stage_switches_the_loss_and_chooses_its_best_within_it(si
     assert energy["late"] < energy["plain"]
     with pytest.raises(MlpkitError, match="late_fraction"):
         dataclasses.replace(late, late_fraction=1.0)
+
+
+def test_a_plateau_reduces_the_rate_on_a_flat_score_and_not_on_a_falling_one():
+    assert plateau_reductions([0.1 / (1 + epoch) for epoch in range(30)], patience_epochs=3) == 0
+    assert plateau_reductions([0.1] * 9, patience_epochs=3) == 2  # epoch 0 sets the best; 4 stale epochs, twice
+    config = dataclasses.replace(TINY, schedule="plateau", plateau_patience_epochs=3, plateau_factor=0.5, max_epochs=50)
+    schedule = _schedule(config, steps_per_epoch=2)
+    flat = [{"force_mae_ev_per_a": 0.1}] * 9
+    falling = [{"force_mae_ev_per_a": 0.1 / (1 + epoch)} for epoch in range(9)]
+    assert learning_rate(config, schedule, 18, 9, falling) == pytest.approx(config.learning_rate)  # held after warm-up
+    assert learning_rate(config, schedule, 18, 9, flat) == pytest.approx(config.learning_rate / 4)
+    decay = dataclasses.replace(config, schedule="decay")
+    assert learning_rate(decay, _schedule(decay, 2), 18, 9, flat) == learning_rate(decay, _schedule(decay, 2), 18, 9, falling)
+    late = dataclasses.replace(config, late_weights=LossWeights(energy=10.0), late_fraction=0.2, late_learning_rate=1e-4)
+    assert learning_rate(late, schedule, 80, late.late_start_epoch, flat) == 1e-4
+    assert learning_rate(late, schedule, 18, late.late_start_epoch - 1, flat) == pytest.approx(config.learning_rate / 4)
+
+
+def test_the_mace_recipe_trains_and_an_interrupted_run_resumes_to_the_same_rates_and_weights(silicon, tmp_path):
+    """AMSGrad, weight decay, a plateau schedule and a late stage at its own rate: the loss falls, the late stage
+    runs at its rate, and the rates (a function of the validation history) survive an interruption."""
+    train_set, validation_set = silicon.first(8), silicon.select([8, 9])
+    recipe = dataclasses.replace(TINY, max_epochs=6, optimiser="amsgrad", weight_decay=5e-7, schedule="plateau",
+                                 plateau_patience_epochs=1, late_weights=LossWeights(energy=1000.0, forces=100.0),
+                                 late_fraction=0.34, late_learning_rate=1e-3)
+    whole = train(train_set, validation_set, recipe, progress=False)
+    assert whole.history[3]["train_loss"] < whole.history[1]["train_loss"]
+    assert [m["learning_rate"] for m in whole.history[recipe.late_start_epoch:]] == [1e-3] * 2
+    with pytest.raises(KeyboardInterrupt):
+        train(train_set, validation_set, recipe, progress=False, checkpoint_path=tmp_path / "model.npz", callback=interrupt_at(3))
+    resumed = train(train_set, validation_set, recipe, progress=False, checkpoint_path=tmp_path / "model.npz")
+    assert [m["learning_rate"] for m in resumed.history] == [m["learning_rate"] for m in whole.history]
+    same = jax.tree_util.tree_map(np.array_equal, whole.checkpoint.params, resumed.checkpoint.params)
+    assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_recipe_settings_are_checked_and_keyed_only_when_set():
+    for bad in ({"optimiser": "sgd"}, {"schedule": "cosine"}, {"weight_decay": -1e-6}, {"plateau_factor": 1.0},
+                {"plateau_patience_epochs": 0}, {"late_learning_rate": float("nan")}):
+        with pytest.raises(MlpkitError, match=f"{next(iter(bad))}="):
+            dataclasses.replace(TINY, **bad)
+    assert "optimiser" not in TINY.key_fields() and TINY.key_fields()["max_epochs"] == 3  # earlier runs keep their keys
+    assert dataclasses.replace(TINY, optimiser="amsgrad").key_fields()["optimiser"] == "amsgrad"
 
 
 def test_energy_shift_is_the_least_squares_energy_of_each_element():

@@ -48,7 +48,7 @@ def _payload(config: StudyConfig, checksums: dict, role: str, **fields) -> dict:
 
 def source_payload(config: StudyConfig, checksums: dict) -> dict:
     """The configuration that keys the study's own Si source run."""
-    return _payload(config, checksums, "source", train=dataclasses.asdict(config.members))
+    return _payload(config, checksums, "source", train=config.members.key_fields())
 
 
 def source_model(config: StudyConfig, data: StudyData, checksums: dict, out: Path, progress: bool,
@@ -109,7 +109,7 @@ def target_payload(config: StudyConfig, data: StudyData, checksums: dict, source
     recipe = recipe_of(config, init)
     n_frames = len(data.frames(recipe.selection, size))
     members = config.members_for(n_frames)
-    payload = _payload(config, checksums, "target", size=n_frames, init=init, train=dataclasses.asdict(members))
+    payload = _payload(config, checksums, "target", size=n_frames, init=init, train=members.key_fields())
     if config.max_train_temperature_k is not None:  # absent otherwise, so that older runs keep their keys
         payload["max_train_temperature_k"] = config.max_train_temperature_k
     if recipe.needs_source:  # an active selection ranks through the transfer's length scale, so it is part of the key

@@ -40,6 +40,9 @@ from mlpkit.training.resume import (
 MONITOR = "force_mae_ev_per_a"  # validation metric for early stopping and the best checkpoint
 # a loss (eV², per atom and per component) no real data set reaches: 1e3 eV/Å force errors, or cells in other units
 LOSS_LIMIT = 1e6
+OPTIMISERS = {"adam": optax.scale_by_adam, "amsgrad": optax.scale_by_amsgrad}
+SCHEDULES = ("decay", "plateau")
+RECIPE_FIELDS = ("optimiser", "weight_decay", "schedule", "plateau_factor", "plateau_patience_epochs", "late_learning_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,16 @@ class TrainConfig:
     # takes the last ``late_fraction`` of max_epochs, and the best state is chosen within it
     late_weights: LossWeights | None = None
     late_fraction: float = 0.2
+    # MACE's training recipe, each part off until measured (benchmarks/accuracy.py): AMSGrad instead of Adam; an L2
+    # weight decay added to the gradients; a rate held constant after the warm-up and multiplied by plateau_factor
+    # whenever the validation score has not improved for more than plateau_patience_epochs; a late stage at a
+    # constant rate of its own (None: the schedule goes on through it)
+    optimiser: str = "adam"  # "adam" or "amsgrad"
+    weight_decay: float = 0.0
+    schedule: str = "decay"  # "decay": exponential from learning_rate to final_learning_rate; "plateau"
+    plateau_factor: float = 0.8
+    plateau_patience_epochs: int = 10
+    late_learning_rate: float | None = None
 
     def __post_init__(self):
         problems = [name for name, bad in (
@@ -72,18 +85,29 @@ class TrainConfig:
             ("learning_rate", not 0 < self.learning_rate < math.inf),
             ("final_learning_rate", not 0 < self.final_learning_rate < math.inf),
             ("gradient_clip", not 0 < self.gradient_clip < math.inf), ("ema_decay", not 0 <= self.ema_decay < 1),
-            ("late_fraction", not 0 < self.late_fraction < 1),
+            ("late_fraction", not 0 < self.late_fraction < 1), ("optimiser", self.optimiser not in OPTIMISERS),
+            ("weight_decay", not 0 <= self.weight_decay < math.inf), ("schedule", self.schedule not in SCHEDULES),
+            ("plateau_factor", not 0 < self.plateau_factor < 1), ("plateau_patience_epochs", self.plateau_patience_epochs < 1),
+            ("late_learning_rate", self.late_learning_rate is not None and not 0 < self.late_learning_rate < math.inf),
         ) if bad]
         if problems:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in problems)
             raise MlpkitError(f"invalid training settings: {values} (sizes and epochs ≥ 1, rates finite and > 0, "
-                              "0 ≤ ema_decay < 1, 0 < late_fraction < 1)")
+                              f"0 ≤ ema_decay < 1, 0 < late_fraction < 1, 0 < plateau_factor < 1, weight_decay ≥ 0, "
+                              f"optimiser one of {list(OPTIMISERS)}, schedule one of {list(SCHEDULES)})")
         unknown = sorted(set(self.frozen_blocks) - set(BLOCKS))
         if unknown:
             raise MlpkitError(f"unknown blocks to freeze {unknown}; choose from {list(BLOCKS)}")
 
     def quick(self) -> TrainConfig:
         return dataclasses.replace(self, model=self.model.quick(), max_epochs=40, warmup_epochs=2, patience_epochs=15)
+
+    def key_fields(self) -> dict:
+        """The settings as a dict for keys and fingerprints: the recipe fields added after results were committed
+        are left out while they hold their defaults (which reproduce the earlier training exactly), so those
+        results keep their keys."""
+        values, defaults = dataclasses.asdict(self), dataclasses.asdict(TrainConfig())
+        return {name: value for name, value in values.items() if name not in RECIPE_FIELDS or value != defaults[name]}
 
     @property
     def late_start_epoch(self) -> int | None:
@@ -102,24 +126,52 @@ class TrainResult:
 
 
 def _schedule(config: TrainConfig, steps_per_epoch: int):
+    """The rate by optimiser step: a linear warm-up to ``learning_rate``, then an exponential decay to
+    ``final_learning_rate`` at the last epoch, or with the plateau schedule the peak rate held (see
+    :func:`learning_rate` for its reductions)."""
     warmup = max(config.warmup_epochs * steps_per_epoch, 1)
     decay_steps = max((config.max_epochs - config.warmup_epochs) * steps_per_epoch, 1)
-    return optax.join_schedules(
-        [
-            optax.linear_schedule(config.learning_rate / 100, config.learning_rate, warmup),
-            optax.exponential_decay(config.learning_rate, decay_steps, config.final_learning_rate / config.learning_rate),
-        ],
-        [warmup],
-    )
+    after = (optax.constant_schedule(config.learning_rate) if config.schedule == "plateau" else
+             optax.exponential_decay(config.learning_rate, decay_steps, config.final_learning_rate / config.learning_rate))
+    return optax.join_schedules([optax.linear_schedule(config.learning_rate / 100, config.learning_rate, warmup), after], [warmup])
+
+
+def plateau_reductions(scores, patience_epochs: int, threshold: float = 1e-4) -> int:
+    """How often a rate held on plateaus has been reduced after epochs of validation ``scores`` (epoch 0's
+    first): once whenever more than ``patience_epochs`` epochs in a row have not improved on the best by the
+    relative ``threshold``, counting afresh after each reduction."""
+    best, stale, reductions = math.inf, 0, 0
+    for score in scores:
+        if score < best * (1 - threshold):
+            best, stale = score, 0
+        else:
+            stale += 1
+            if stale > patience_epochs:
+                reductions, stale = reductions + 1, 0
+    return reductions
+
+
+def learning_rate(config: TrainConfig, schedule, count: int, epoch: int, history: list[dict]) -> float:
+    """The rate of optimiser step ``count`` within ``epoch``, the epochs before it being ``history``: the late
+    stage's own rate, or the schedule's, reduced by ``plateau_factor`` per :func:`plateau_reductions` with the
+    plateau schedule. A function of the history, so a resumed run takes the same steps."""
+    if config.late_learning_rate is not None and config.late_weights is not None and epoch >= config.late_start_epoch:
+        return config.late_learning_rate
+    rate = float(schedule(count))
+    if config.schedule == "plateau":
+        rate *= config.plateau_factor ** plateau_reductions([m[MONITOR] for m in history], config.plateau_patience_epochs)
+    return rate
 
 
 def _optimiser(config: TrainConfig):
-    """Adam's direction after global-norm clipping on the trainable blocks; frozen blocks get zero updates.
+    """Adam's (or AMSGrad's) direction after global-norm clipping, with ``weight_decay`` × parameters added to
+    the gradient, on the trainable blocks; frozen blocks get zero updates.
 
     The step size is not part of it: the learning rate is an argument of the compiled step, so one
     program serves every schedule (every training-set size of a study).
     """
-    adam = optax.chain(optax.clip_by_global_norm(config.gradient_clip), optax.scale_by_adam())
+    decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
+    adam = optax.chain(optax.clip_by_global_norm(config.gradient_clip), *decay, OPTIMISERS[config.optimiser]())
     if not config.frozen_blocks:
         return adam
 
@@ -141,13 +193,15 @@ def training_programs(config: TrainConfig, table: ElementTable, weights: LossWei
     shapes the program (model, table, loss weights, EMA, clipping, frozen blocks): the learning rate and
     the normalisation are arguments, so every run of a study with the same model reuses one compilation.
     """
-    return _programs(config.model, table, weights or config.weights, config.ema_decay, config.gradient_clip, config.frozen_blocks)
+    return _programs(config.model, table, weights or config.weights, config.ema_decay, config.gradient_clip, config.frozen_blocks,
+                     config.optimiser, config.weight_decay)
 
 
 @functools.lru_cache(maxsize=8)
 def _programs(model: ModelConfig, table: ElementTable, weights: LossWeights, ema_decay: float, gradient_clip: float,
-              frozen_blocks: tuple[str, ...]):
-    config = TrainConfig(model=model, weights=weights, ema_decay=ema_decay, gradient_clip=gradient_clip, frozen_blocks=frozen_blocks)
+              frozen_blocks: tuple[str, ...], optimiser: str, weight_decay: float):
+    config = TrainConfig(model=model, weights=weights, ema_decay=ema_decay, gradient_clip=gradient_clip, frozen_blocks=frozen_blocks,
+                         optimiser=optimiser, weight_decay=weight_decay)
     energy_fn = normalised_energy_fn(model, table)
     optimiser = _optimiser(config)
 
@@ -251,7 +305,7 @@ def train(
         while not stopped and state.epoch < config.max_epochs and _patience_left(state, config.patience_epochs):
             if state.epoch + 1 == config.late_start_epoch:
                 state = _entering_late_stage(state, config.late_start_epoch)
-            state, improved = _epoch(state, step_for(state.epoch + 1), sums, train_plan, validation_plan, config, schedule, start)
+            state, improved = _epoch(state, *step_for(state.epoch + 1, state.history), sums, train_plan, validation_plan, config, start)
             if improved.any() and checkpoint_path is not None:
                 save_checkpoint(best_checkpoint(state), checkpoint_path)
             metrics = state.history[-1]
@@ -282,19 +336,21 @@ def _checked_params(config: TrainConfig, n_elements: int, initial_params, dtype)
 
 
 def _epoch_programs(config: TrainConfig, table: ElementTable, schedule, arrays, dtype):
-    """(step_for(epoch) -> the optimiser step of that epoch, validation sums, optimiser), bound to the
-    learning-rate schedule and the normalisation ``arrays``; the late stage's epochs get its loss weights."""
+    """(step_for(epoch, history) -> (the optimiser step of that epoch, its rate by step count), validation sums,
+    optimiser), bound to the learning rate (:func:`learning_rate`) and the normalisation ``arrays``; the late
+    stage's epochs get its loss weights."""
     step, member_sums, optimiser = training_programs(config, table)
     late = training_programs(config, table, config.late_weights)[0] if config.late_weights else None
 
-    def bound(program):
-        def run_step(params, opt_state, ema, count: int, batch):
-            learning_rate = jnp.asarray(schedule(count), dtype)
-            return program(params, opt_state, ema, jnp.asarray(count, dtype), learning_rate, arrays, batch)
-        return run_step
+    def step_for(epoch: int, history: list[dict]):
+        program = late if late is not None and epoch >= config.late_start_epoch else step
 
-    def step_for(epoch: int):
-        return bound(late if late is not None and epoch >= config.late_start_epoch else step)
+        def rate(count: int) -> float:
+            return learning_rate(config, schedule, count, epoch, history)
+
+        def run_step(params, opt_state, ema, count: int, batch):
+            return program(params, opt_state, ema, jnp.asarray(count, dtype), jnp.asarray(rate(count), dtype), arrays, batch)
+        return run_step, rate
 
     return step_for, (lambda params, batch: member_sums(params, arrays, batch)), optimiser
 
@@ -341,8 +397,8 @@ def _patience_left(state: TrainingState, patience_epochs: int) -> bool:
     return state.epoch < 0 or bool((state.epoch - state.best_epoch < patience_epochs).any())
 
 
-def _epoch(state: TrainingState, step, sums, train_plan: BatchPlan, validation_plan: BatchPlan, config: TrainConfig,
-           schedule, start: float) -> tuple[TrainingState, np.ndarray]:
+def _epoch(state: TrainingState, step, rate, sums, train_plan: BatchPlan, validation_plan: BatchPlan, config: TrainConfig,
+           start: float) -> tuple[TrainingState, np.ndarray]:
     """One epoch (epoch 0: validation only): the next state and which members improved [K]."""
     epoch, count = state.epoch + 1, state.count
     params, opt_state, ema = state.params, state.opt_state, state.ema
@@ -366,7 +422,7 @@ def _epoch(state: TrainingState, step, sums, train_plan: BatchPlan, validation_p
         config.patience_epochs
     )
     best_force_mae = np.where(improved, force_mae, state.best_force_mae)
-    metrics = _summary(epoch, members, losses, float(schedule(count)), time.perf_counter() - start)
+    metrics = _summary(epoch, members, losses, rate(count), time.perf_counter() - start)
     next_state = TrainingState(epoch, count, params, opt_state, ema, best, best_score, best_force_mae, best_epoch,
                                rng.bit_generator.state, state.history + [metrics], metrics["elapsed_s"])
     return next_state, improved
@@ -393,7 +449,7 @@ def _check_finite(losses: np.ndarray, frames: list[np.ndarray], epoch: int) -> N
 
 def _run_fingerprint(config, table, normalisation, params, train_set: Dataset, validation_set: Dataset) -> str:
     data = [getattr(d, name) for d in (train_set, validation_set) for name in FRAME_FIELDS + ATOM_FIELDS]
-    return fingerprint(dataclasses.asdict(config), table.symbols, dataclasses.asdict(normalisation),
+    return fingerprint(config.key_fields(), table.symbols, dataclasses.asdict(normalisation),
                        *jax.tree_util.tree_leaves(params), *data)
 
 
