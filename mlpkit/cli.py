@@ -172,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     properties.add_argument("--element", help="element to measure (default: the potential's only element)")
     properties.add_argument("--quick", action="store_true", help="smaller vacancy cell, fewer EOS points: seconds with SW")
     properties.set_defaults(run=properties_command)
-    md = verbs.add_parser("md", help="molecular dynamics with SW or a trained model; thermo log, trajectory, resumable")
+    md = verbs.add_parser("md", help="molecular dynamics with SW or a trained model; thermo log, trajectory, resumable",
+                          description="Molecular dynamics under the stability monitor. Exit status 0: the run finished; 3: it "
+                                      "became unphysical and was stopped (its trajectory up to then and summary.json are kept); "
+                                      "2: an error.")
     md.add_argument("--potential", required=True, help="sw:Si, sw:Ge or a checkpoint (model.npz)")
     md.add_argument("--temperature", type=float, default=300.0, help="thermostat (NVT) or starting (NVE) temperature, K")
     md.add_argument("--steps", type=int, required=True, help="number of MD steps (rounded up to whole chunks)")
@@ -229,7 +232,7 @@ def _run(args) -> int:
         # started in the background by a shell, which ignores SIGINT for us: `kill -INT` still stops cleanly
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        args.run(args)
+        code = args.run(args) or 0  # a verb returns its own status where it finished with a result to flag
     except MlpkitError as error:
         print(f"mlpkit: error: {error}", file=sys.stderr)
         return 2
@@ -245,7 +248,7 @@ def _run(args) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-    return 0
+    return code
 
 
 def entry() -> int:

@@ -10,6 +10,7 @@ from mlpkit.errors import MlpkitError
 from mlpkit.models import ModelConfig
 
 MAX_SUPERCELL = 40  # 512,000 atoms: beyond it neighbour lists alone outgrow a workstation's memory
+UNSTABLE_EXIT = 3  # mlpkit md's status when the run became unphysical and was stopped (its files are kept)
 
 
 def generate_command(args) -> None:
@@ -326,7 +327,7 @@ def _md_structure(args, potential):
     return diamond(element, (args.supercell,) * 3)
 
 
-def md_command(args) -> None:
+def md_command(args) -> int:
     from mlpkit import load_potential
     from mlpkit.checkpoint import checkpoint_path
     from mlpkit.fileio import locked_folder, regular_file, sha256_of, writable_folder
@@ -352,10 +353,10 @@ def md_command(args) -> None:
     settings["potential_sha256"] = None if sw else sha256_of(potential_file)
     settings["structure_sha256"] = sha256_of(args.structure) if args.structure else None
     with locked_folder(out):
-        _simulate(args, potential, atoms, config, limits, RunFolder(out, atoms, settings, config.dt_fs, with_forces=args.forces))
+        return _simulate(args, potential, atoms, config, limits, RunFolder(out, atoms, settings, config.dt_fs, with_forces=args.forces))
 
 
-def _simulate(args, potential, atoms, config, limits, run) -> None:
+def _simulate(args, potential, atoms, config, limits, run) -> int:
     import json
     import math
 
@@ -390,3 +391,4 @@ def _simulate(args, potential, atoms, config, limits, run) -> None:
     write_text_atomic(run.folder / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"{steps} steps ({steps * config.dt_fs / 1000:.2f} ps) in {wall_s:.0f} s; "
           f"wrote {run.thermo_path}, {run.trajectory_path} and summary.json")
+    return 0 if summary["stable"] else UNSTABLE_EXIT

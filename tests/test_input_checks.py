@@ -43,6 +43,18 @@ def test_a_target_model_is_refused_as_the_source_of_a_transfer():
     assert transferred(random_checkpoint("painn", ("Si",)), TransferConfig()).table.symbols == ("Ge",)
 
 
+def test_a_study_refuses_a_target_model_as_its_source_before_any_run_trains(tmp_path):
+    from mlpkit.checkpoint import save_checkpoint
+
+    ge_model = random_checkpoint("painn", ("Ge",))
+    save_checkpoint(ge_model, tmp_path / "ge.npz")
+    config = dataclasses.replace(STUDY_CONFIG, source=str(tmp_path / "ge.npz"), inits=("scratch", "transfer"), sizes=(2,),
+                                 train=dataclasses.replace(STUDY_CONFIG.train, model=ge_model.config))
+    with pytest.raises(MlpkitError, match=r"source model is for \['Ge'\]"):
+        run_study(config, tmp_path / "study", progress=False)
+    assert not list((tmp_path / "study").glob("runs/*/done.json")) and not (tmp_path / "study" / "results.csv").exists()
+
+
 def test_a_finished_training_run_is_not_written_over_from_other_data(tmp_path, capsys):
     assert main([*TINY_TRAIN, "--out", str(tmp_path)]) in (0, None)
     first = (tmp_path / "model.npz").read_bytes()
@@ -105,6 +117,12 @@ def test_an_edited_data_cache_is_refused_by_its_checksum(tmp_path):
     np.savez(buffer, **arrays)
     path.write_bytes(buffer.getvalue())
     with pytest.raises(DataError, match=r"cache.npz: corrupt dataset cache \(SHA-256 mismatch\)"):
+        load_npz(path)
+    del arrays["sha256"]  # the edit with the checksum removed: refused too, not read as an unchecked cache
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(DataError, match=r"cache.npz: not an mlpkit dataset cache \(no checksum\)"):
         load_npz(path)
 
 

@@ -51,6 +51,15 @@ def _source_folder(out: Path) -> Path:
     return next(p.parent for p in (out / "runs").glob("*/done.json") if json.loads(p.read_text())["config"]["role"] == "source")
 
 
+
+def test_md_that_blows_up_exits_with_its_own_status_and_keeps_its_record(tmp_path, capsys):
+    """A 100 fs time step throws the crystal apart at once: the run is stopped, says so on stderr, records it in
+    summary.json, and exits with status 3, so that a script running many MD jobs can tell it from a good run."""
+    assert main([*MD_ARGS, "--dt", "100", "--steps", "40", "--out", str(tmp_path / "md")]) == 3
+    assert "became unphysical and was stopped" in capsys.readouterr().err
+    assert json.loads((tmp_path / "md" / "summary.json").read_text())["stable"] is False
+    assert main([*MD_ARGS, "--out", str(tmp_path / "good")]) == 0
+
 def test_a_transfer_run_is_keyed_by_the_source_checkpoint_and_the_data_files(study):
     out, rows = study
     record = json.loads((_run_folder(out, rows, "transfer") / "done.json").read_text())

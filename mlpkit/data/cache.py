@@ -1,5 +1,5 @@
-"""Binary cache of a Dataset (an mlpkit archive, no pickle), versioned, with a SHA-256 over its contents (checked
-on load whenever the file has one: every cache mlpkit writes), and validated on load."""
+"""Binary cache of a Dataset (an mlpkit archive, no pickle), versioned, with a SHA-256 over its contents that must
+be there and fit on load (an edited cache, or one whose checksum was removed, is refused), and validated on load."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def save_npz(dataset: Dataset, path) -> None:
 
 
 def load_npz(path) -> Dataset:
-    _, stored = read_archive(path, "dataset cache", FORMAT_VERSION, error=DataError)
+    _, stored = read_archive(path, "dataset cache", FORMAT_VERSION, checksum=True, error=DataError)
     arrays = {}
     for name in FRAME_FIELDS + ATOM_FIELDS:
         if name not in stored:

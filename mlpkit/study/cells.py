@@ -70,6 +70,7 @@ def _given_source(config: StudyConfig) -> dict:
     source = load_checkpoint(path)
     if source.config != config.train.model:
         raise MlpkitError(f"{config.source}: the source is {source.config}, the study trains {config.train.model}")
+    transferred(source, config.transfer)  # a source of other elements (a Ge model) is refused before any run trains
     if source.ensemble_size < len(config.seeds):
         warnings.warn(f"{config.source} has {source.ensemble_size} member(s) for {len(config.seeds)} seeds: transfer "
                       f"member i starts from source member i mod {source.ensemble_size} on the same batches, so "
