@@ -72,7 +72,7 @@ def test_the_cli_writes_the_map_and_adds_it_to_the_report(finished_study, tmp_pa
 
 def test_damaged_tables_are_named_and_a_damaged_cell_is_computed_again(finished_study, tmp_path, monkeypatch):
     (tmp_path / "results.csv").write_text("size,init\n4,scratch\n")  # no checkpoint column
-    with pytest.raises(MlpkitError, match="results.csv: not a study's results table"):
+    with pytest.raises(MlpkitError, match=r"results.csv, line 2: not a row of a study's results table \(it needs a size, an init and a checkpoint"):
         stability_map(tmp_path, settings=SHORT, progress=False)
     (tmp_path / "stability.csv").write_text("size,init,temperature_k\nfour,scratch,605\n")
     with pytest.raises(MlpkitError, match="stability.csv: not a stability table"):

@@ -64,15 +64,15 @@ def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
     cells: dict[tuple[int, str], list[Path]] = {}
-    try:
-        for row in rows:
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
             if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits):
                 checkpoints = cells.setdefault((int(row["size"]), row["init"]), [])
                 if study_dir / row["checkpoint"] not in checkpoints:
                     checkpoints.append(study_dir / row["checkpoint"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise MlpkitError(f"{path}: not a study's results table (columns size, init, checkpoint; a row cut short or a "
-                          f"size that is not a number: {error!r}); run the study again to rewrite it") from error
+        except (KeyError, TypeError, ValueError):
+            raise MlpkitError(f"{path}, line {line}: not a row of a study's results table (it needs a size, an init and a "
+                              "checkpoint: cut short, or a size that is not a number); run the study again to rewrite it") from None
     _check_row_count(path, len(rows))
     if not cells:
         raise MlpkitError(f"{path} has no cell with sizes {sizes} and inits {inits}")

@@ -31,10 +31,14 @@ def read_results_csv(path) -> list[dict]:
     """The rows of a study's ``results.csv``, numbers as numbers (NaN where empty)."""
     with open(path, newline="") as stream:
         table = list(csv.DictReader(stream))
-    try:
-        return [{key: (_number(row[key]) if key in NUMERIC else row[key]) for key in RESULT_COLUMNS} for row in table]
-    except (KeyError, TypeError, ValueError) as error:
-        raise MlpkitError(f"{path}: not a study's results table (columns {', '.join(RESULT_COLUMNS)}): {error!r}") from None
+    rows = []
+    for line, row in enumerate(table, start=2):  # line 1 is the header
+        try:
+            rows.append({key: (_number(row[key]) if key in NUMERIC else row[key]) for key in RESULT_COLUMNS})
+        except (KeyError, TypeError, ValueError):
+            raise MlpkitError(f"{path}, line {line}: not a row of a study's results table (columns "
+                              f"{', '.join(RESULT_COLUMNS)}; cut short, or a number that is not one)") from None
+    return rows
 
 
 def _number(text: str):
