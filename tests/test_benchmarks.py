@@ -96,3 +96,11 @@ def test_install_size_benchmark_counts_the_runtime_closure_and_each_extra():
     sizes = dict(re.findall(r"^(runtime[^:]*): \d+ distributions, (\d+) MiB$", result.stdout, flags=re.M))
     assert {"runtime", "runtime + notebooks", "runtime + test"} <= set(sizes)
     assert 0 < int(sizes["runtime"]) < int(sizes["runtime + test"])  # an extra only adds
+
+
+def test_oracle_cost_smoke_times_one_label_beside_its_estimate():
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "oracle_cost.py"), "--smoke"], capture_output=True, text=True,
+                         check=True, cwd=BENCHMARKS)
+    (row,) = [line for line in run.stdout.splitlines() if line.startswith("| 8 |")]
+    seconds, estimate, net_force = (float(cell) for cell in row.split("|")[3:6])
+    assert 0 < seconds < 300 and estimate > 0 and net_force < 1e-3  # eV/Å: converged forces

@@ -24,6 +24,7 @@ from mlpkit.data import (
 )
 from mlpkit.reference import label
 from mlpkit.errors import DataError
+from mlpkit.fileio import archive_bytes
 from mlpkit.structures import diamond, rattled
 
 MLEARN_COUNTS = {  # the published mlearn sets: group → (training, test)
@@ -146,7 +147,8 @@ def test_npz_cache_round_trip_and_refuses_damage(small_dataset, tmp_path):
         load_npz(path)
     arrays = {name: getattr(small_dataset, name) for name in ("n_atoms", "positions_a", "species", "cell_a", "energy_ev",
                                                              "forces_ev_per_a", "stress_ev_per_a3", "group", "temperature_k")}
-    np.savez(tmp_path / "ints.npz", format_version=1, pbc=small_dataset.pbc.astype(int), **arrays)
+    # integer periodicity behind a checksum that fits it: the type check behind the checksum refuses it
+    (tmp_path / "ints.npz").write_bytes(archive_bytes({}, {"pbc": small_dataset.pbc.astype(int), **arrays}, 1, checksum=True))
     with pytest.raises(DataError, match="ints.npz, field 'pbc': unexpected data type"):
         load_npz(tmp_path / "ints.npz")
 
