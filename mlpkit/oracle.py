@@ -6,8 +6,9 @@ those settings, so the same cell is never computed twice. Cells whose estimated 
 budget are refused before any work starts. PySCF is an optional dependency (``pip install "mlpkit[dft]"``); its
 GTH pseudopotentials and basis sets ship inside the wheel, so nothing is downloaded.
 
-Stress is not provided: PySCF 2.14's periodic Kohn–Sham stress does not support the multigrid integration
-that its analytic forces need.
+Only the Γ point, and no stress: PySCF 2.14's analytic forces of periodic Kohn–Sham need its multigrid
+integration, which neither its k-point forces nor its stress support (both fail inside PySCF). Sample the
+Brillouin zone with a larger cell instead.
 
 >>> from ase.build import bulk
 >>> atoms = bulk("Ge", "diamond", a=5.66, cubic=True)
@@ -31,30 +32,32 @@ from ase.calculators.calculator import Calculator, all_changes
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import write_text_atomic
 
-# seconds for one SCF and its forces on an 8-atom Ge cell at the Γ point with the default settings, on one
-# laptop-class core pair (benchmarks/oracle_cost.py); the estimate scales it as atoms³ × k-points
-REFERENCE_SECONDS = 12.0
+# seconds for one SCF and its forces on an 8-atom Ge cell with the default settings on two laptop-class cores
+# (benchmarks/oracle_cost.py: 10.8 s; 16.5 s at 16 atoms, 33.2 s at 32, about atoms^0.8, the density grid
+# dominating); the estimate scales it linearly with the atoms, erring high
+REFERENCE_SECONDS = 11.0
 REFERENCE_ATOMS = 8
 
 
 @dataclasses.dataclass(frozen=True)
 class DFTSettings:
     """What the oracle computes. The defaults are crude on purpose, to label a small cell in seconds: LDA, a
-    minimal (single-zeta) basis, Goedecker–Teter–Hutter pseudopotentials, the Γ point only. ``ke_cutoff_ha``:
+    minimal (single-zeta) basis, Goedecker–Teter–Hutter pseudopotentials, the Γ point. ``ke_cutoff_ha``:
     kinetic-energy cutoff of the density grid (None: PySCF's choice for the basis); ``max_seconds``: cells
     estimated to take longer are refused."""
 
     xc: str = "lda,vwn"
     basis: str = "gth-szv"
     pseudo: str = "gth-pade"
-    kpoints: tuple[int, int, int] = (1, 1, 1)
+    kpoints: tuple[int, int, int] = (1, 1, 1)  # the Γ point only (see the module's docstring)
     ke_cutoff_ha: float | None = None
     conv_tol_ha: float = 1e-9
     max_seconds: float = 60.0
 
     def __post_init__(self):
-        if len(self.kpoints) != 3 or min(self.kpoints) < 1:
-            raise MlpkitError(f"invalid DFT settings: kpoints must be three integers ≥ 1, got {self.kpoints}")
+        if tuple(self.kpoints) != (1, 1, 1):
+            raise MlpkitError(f"invalid DFT settings: kpoints {self.kpoints}: the oracle's forces work at the Γ point "
+                              "only (PySCF's k-point forces fail with the multigrid integrals); use a larger cell instead")
         if not 0 < self.conv_tol_ha < 1e-3 or not 0 < self.max_seconds < np.inf:
             raise MlpkitError(f"invalid DFT settings: 0 < conv_tol_ha < 1e-3 and max_seconds > 0, got {self.conv_tol_ha}, "
                               f"{self.max_seconds}")
@@ -62,8 +65,8 @@ class DFTSettings:
             raise MlpkitError(f"invalid DFT settings: ke_cutoff_ha must be > 0, got {self.ke_cutoff_ha}")
 
     def estimated_seconds(self, n_atoms: int) -> float:
-        """Rough wall time of one label: the measured 8-atom Γ-point cost scaled as atoms³ × k-points."""
-        return REFERENCE_SECONDS * (n_atoms / REFERENCE_ATOMS) ** 3 * int(np.prod(self.kpoints))
+        """Rough wall time of one label: the measured 8-atom cost scaled linearly with the atoms."""
+        return REFERENCE_SECONDS * n_atoms / REFERENCE_ATOMS
 
 
 def default_cache_dir() -> Path:
@@ -133,8 +136,8 @@ def check_cell(atoms: Atoms, settings: DFTSettings) -> None:
     n_atoms = len(atoms)
     estimate_s = settings.estimated_seconds(n_atoms)
     if estimate_s > settings.max_seconds:
-        raise MlpkitError(f"a {n_atoms}-atom cell with {int(np.prod(settings.kpoints))} k-point(s) would take about "
-                          f"{estimate_s:.0f} s with these settings, over the budget of {settings.max_seconds:.0f} s "
+        raise MlpkitError(f"a {n_atoms}-atom cell would take about {estimate_s:.0f} s with these settings, over the budget "
+                          f"of {settings.max_seconds:.0f} s "
                           f"(DFTSettings.max_seconds): label smaller cells, or raise the budget")
 
 
@@ -155,12 +158,8 @@ def kohn_sham(atoms: Atoms, settings: DFTSettings) -> tuple[float, np.ndarray]:
     cell.build()
     if cell.nelectron % 2:
         raise MlpkitError(f"{cell.nelectron} valence electrons: the oracle's restricted Kohn–Sham needs an even number")
-    if settings.kpoints == (1, 1, 1):
-        solver = dft.RKS(cell, xc=settings.xc)
-        solver._numint = multigrid.MultiGridNumInt2(cell)  # PySCF's periodic RKS forces need the multigrid integrals
-    else:
-        solver = dft.KRKS(cell, cell.make_kpts(list(settings.kpoints)), xc=settings.xc)
-        solver._numint = multigrid.MultiGridNumInt(cell)
+    solver = dft.RKS(cell, xc=settings.xc)  # the Γ point
+    solver._numint = multigrid.MultiGridNumInt2(cell)  # PySCF's periodic RKS forces need the multigrid integrals
     solver.conv_tol = settings.conv_tol_ha
     energy_ha = solver.kernel()
     if not solver.converged:
