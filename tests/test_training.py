@@ -22,7 +22,7 @@ from mlpkit.structures import diamond, rattled
 from mlpkit.training import LossWeights, TrainConfig, evaluate, train
 from mlpkit.training.loss import weighted_validation_loss
 from mlpkit.training.batches import ATOM_BUCKET, BatchPlan, bucket_sizes
-from mlpkit.training.train import _schedule, learning_rate, plateau_reductions, update_best
+from mlpkit.training.train import _schedule, epoch_rates, plateau_reductions, update_best
 
 TINY = TrainConfig(model=ModelConfig("painn", features=16, layers=1), max_epochs=3, warmup_epochs=1, batch_size=4)
 
@@ -98,13 +98,13 @@ def test_a_plateau_reduces_the_rate_on_a_flat_score_and_not_on_a_falling_one():
     schedule = _schedule(config, steps_per_epoch=2)
     flat = [{"force_mae_ev_per_a": 0.1}] * 9
     falling = [{"force_mae_ev_per_a": 0.1 / (1 + epoch)} for epoch in range(9)]
-    assert learning_rate(config, schedule, 18, 9, falling) == pytest.approx(config.learning_rate)  # held after warm-up
-    assert learning_rate(config, schedule, 18, 9, flat) == pytest.approx(config.learning_rate / 4)
+    assert epoch_rates(config, schedule, 9, falling)(18) == pytest.approx(config.learning_rate)  # held after warm-up
+    assert epoch_rates(config, schedule, 9, flat)(18) == pytest.approx(config.learning_rate / 4)
     decay = dataclasses.replace(config, schedule="decay")
-    assert learning_rate(decay, _schedule(decay, 2), 18, 9, flat) == learning_rate(decay, _schedule(decay, 2), 18, 9, falling)
+    assert epoch_rates(decay, _schedule(decay, 2), 9, flat)(18) == epoch_rates(decay, _schedule(decay, 2), 9, falling)(18)
     late = dataclasses.replace(config, late_weights=LossWeights(energy=10.0), late_fraction=0.2, late_learning_rate=1e-4)
-    assert learning_rate(late, schedule, 80, late.late_start_epoch, flat) == 1e-4
-    assert learning_rate(late, schedule, 18, late.late_start_epoch - 1, flat) == pytest.approx(config.learning_rate / 4)
+    assert epoch_rates(late, schedule, late.late_start_epoch, flat)(80) == 1e-4
+    assert epoch_rates(late, schedule, late.late_start_epoch - 1, flat)(18) == pytest.approx(config.learning_rate / 4)
 
 
 def test_the_mace_recipe_trains_and_an_interrupted_run_resumes_to_the_same_rates_and_weights(silicon, tmp_path):

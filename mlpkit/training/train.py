@@ -128,7 +128,7 @@ class TrainResult:
 def _schedule(config: TrainConfig, steps_per_epoch: int):
     """The rate by optimiser step: a linear warm-up to ``learning_rate``, then an exponential decay to
     ``final_learning_rate`` at the last epoch, or with the plateau schedule the peak rate held (see
-    :func:`learning_rate` for its reductions)."""
+    :func:`epoch_rates` for its reductions)."""
     warmup = max(config.warmup_epochs * steps_per_epoch, 1)
     decay_steps = max((config.max_epochs - config.warmup_epochs) * steps_per_epoch, 1)
     after = (optax.constant_schedule(config.learning_rate) if config.schedule == "plateau" else
@@ -151,16 +151,17 @@ def plateau_reductions(scores, patience_epochs: int, threshold: float = 1e-4) ->
     return reductions
 
 
-def learning_rate(config: TrainConfig, schedule, count: int, epoch: int, history: list[dict]) -> float:
-    """The rate of optimiser step ``count`` within ``epoch``, the epochs before it being ``history``: the late
-    stage's own rate, or the schedule's, reduced by ``plateau_factor`` per :func:`plateau_reductions` with the
-    plateau schedule. A function of the history, so a resumed run takes the same steps."""
+def epoch_rates(config: TrainConfig, schedule, epoch: int, history: list[dict]) -> Callable[[int], float]:
+    """The rate of each optimiser step (by its count) within ``epoch``, the epochs before it being ``history``:
+    the late stage's own rate, or the schedule's, reduced by ``plateau_factor`` per :func:`plateau_reductions`
+    with the plateau schedule (counted once per epoch). A function of the history, so a resumed run takes the
+    same steps."""
     if config.late_learning_rate is not None and config.late_weights is not None and epoch >= config.late_start_epoch:
-        return config.late_learning_rate
-    rate = float(schedule(count))
+        return lambda count: config.late_learning_rate
+    factor = 1.0
     if config.schedule == "plateau":
-        rate *= config.plateau_factor ** plateau_reductions([m[MONITOR] for m in history], config.plateau_patience_epochs)
-    return rate
+        factor = config.plateau_factor ** plateau_reductions([m[MONITOR] for m in history], config.plateau_patience_epochs)
+    return lambda count: float(schedule(count)) * factor
 
 
 def _optimiser(config: TrainConfig):
@@ -337,16 +338,14 @@ def _checked_params(config: TrainConfig, n_elements: int, initial_params, dtype)
 
 def _epoch_programs(config: TrainConfig, table: ElementTable, schedule, arrays, dtype):
     """(step_for(epoch, history) -> (the optimiser step of that epoch, its rate by step count), validation sums,
-    optimiser), bound to the learning rate (:func:`learning_rate`) and the normalisation ``arrays``; the late
+    optimiser), bound to the learning rate (:func:`epoch_rates`) and the normalisation ``arrays``; the late
     stage's epochs get its loss weights."""
     step, member_sums, optimiser = training_programs(config, table)
     late = training_programs(config, table, config.late_weights)[0] if config.late_weights else None
 
     def step_for(epoch: int, history: list[dict]):
         program = late if late is not None and epoch >= config.late_start_epoch else step
-
-        def rate(count: int) -> float:
-            return learning_rate(config, schedule, count, epoch, history)
+        rate = epoch_rates(config, schedule, epoch, history)
 
         def run_step(params, opt_state, ema, count: int, batch):
             return program(params, opt_state, ema, jnp.asarray(count, dtype), jnp.asarray(rate(count), dtype), arrays, batch)
