@@ -46,6 +46,32 @@ def ranked_by_disagreement(disagreement: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(disagreement), kind="stable")
 
 
+def disputed_and_diverse(disagreement: np.ndarray, descriptors: np.ndarray, n: int, labelled: np.ndarray | None = None) -> np.ndarray:
+    """A batch of ``n`` pool indices chosen greedily by disagreement × distance to the nearest structure already
+    chosen or labelled (``labelled``: [L, D] their descriptors), in descriptor space standardised over the pool.
+
+    The most disputed frames of a pool often come in clusters (snapshots of one hot run); the distance factor
+    makes each pick pay for resembling what the batch or the training set already holds, so a batch of five is
+    not five copies of one environment. With nothing labelled, the first pick is the most disputed frame.
+    """
+    disagreement = np.asarray(disagreement, dtype=np.float64)
+    if not 0 < n <= len(disagreement):
+        raise MlpkitError(f"cannot choose {n} frames from a pool of {len(disagreement)}")
+    pool = np.asarray(descriptors, dtype=np.float64)
+    centre, scale = pool.mean(axis=0), np.where(pool.std(axis=0) > 0, pool.std(axis=0), 1.0)
+    x = (pool - centre) / scale
+    known = np.zeros((0, x.shape[1])) if labelled is None else (np.asarray(labelled, dtype=np.float64) - centre) / scale
+    nearest = np.min(np.linalg.norm(x[:, None] - known[None], axis=-1), axis=1) if len(known) else np.ones(len(x))
+    chosen = []
+    for _ in range(n):
+        score = np.where(np.isin(np.arange(len(x)), chosen), -np.inf, disagreement * nearest)
+        pick = int(np.argmax(score))
+        chosen.append(pick)
+        gap = np.linalg.norm(x - x[pick], axis=1)
+        nearest = gap if len(chosen) == 1 and not len(known) else np.minimum(nearest, gap)
+    return np.array(chosen)
+
+
 
 def structure_descriptors(checkpoint: Checkpoint, dataset: Dataset, batch_size: int = 8) -> np.ndarray:
     """[F, 2C]: per frame, the mean and the standard deviation over its atoms of the first member's per-atom

@@ -90,10 +90,32 @@ def transferred(source: Checkpoint, transfer: TransferConfig) -> Checkpoint:
     return dataclasses.replace(source, table=source.table.remapped(mapping), normalisation=normalisation)
 
 
-def transferred_start(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, n_members: int):
-    """(element table, normalisation, stacked initial parameters) of the target model.
+def member_starts(params, n_members: int, spread: float = 0.0, seed: int = 0):
+    """``n_members`` stacked starting trees from a K-member stack: member i from source member i mod K, each leaf
+    moved by Gaussian noise of ``spread`` times that leaf's root-mean-square value (seed ``seed + i``).
 
-    Target member i starts from source member i mod K, so a K-member source seeds any ensemble size.
+    With ``spread`` 0 the members of a one-member source are identical and stay so in training (same data, same
+    batches); a small spread gives a committee whose disagreement shows where the target data do not yet decide.
+    """
+    if not 0 <= spread < np.inf:
+        raise MlpkitError(f"the members' spread must be a finite number ≥ 0, got {spread}")
+    ensemble_size = jax.tree_util.tree_leaves(params)[0].shape[0]
+    stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[np.arange(n_members) % ensemble_size], params)
+    if spread == 0:
+        return stacked
+    leaves, structure = jax.tree_util.tree_flatten(stacked)
+    moved = []
+    for index, leaf in enumerate(leaves):
+        rms = np.sqrt(np.mean(np.square(leaf, dtype=np.float64), axis=tuple(range(1, leaf.ndim)), keepdims=True))  # [K, 1, …]
+        noise = np.stack([np.random.default_rng([seed + member, index]).normal(size=leaf.shape[1:]) for member in range(n_members)])
+        moved.append((leaf + spread * rms * noise).astype(leaf.dtype))
+    return jax.tree_util.tree_unflatten(structure, moved)
+
+
+def transferred_start(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, n_members: int,
+                      spread: float = 0.0, seed: int = 0):
+    """(element table, normalisation, stacked initial parameters) of the target model; the members as
+    :func:`member_starts` makes them from the source's.
     """
     start = transferred(source, transfer)
     table = start.table
@@ -102,9 +124,7 @@ def transferred_start(source: Checkpoint, train_set: Dataset, transfer: Transfer
     if transfer.refit_normalisation:
         fitted = fit_normalisation(train_set, table)
         normalisation = dataclasses.replace(normalisation, shift_ev=fitted.shift_ev, scale_ev=fitted.scale_ev)
-    members = np.arange(n_members) % source.ensemble_size
-    params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[members], source.params)
-    return table, normalisation, params
+    return table, normalisation, member_starts(source.params, n_members, spread, seed)
 
 
 def fine_tune(
@@ -113,16 +133,18 @@ def fine_tune(
     validation_set: Dataset,
     config: TrainConfig = TrainConfig(),
     transfer: TransferConfig = TransferConfig(),
+    spread: float = 0.0,
     **train_options,
 ) -> TrainResult:
-    """Train a target model (e.g. Ge) initialised from ``source`` (e.g. Si); options as :func:`train`."""
+    """Train a target model (e.g. Ge) initialised from ``source`` (e.g. Si); ``spread`` as :func:`member_starts`
+    (its seed: the training's data seed); other options as :func:`train`."""
     if config.model != source.config:
         raise MlpkitError(f"the source model is {source.config}, the training configuration asks for {config.model}")
     changes = {"frozen_blocks": transfer.frozen_blocks}
     if transfer.learning_rate is not None:
         changes["learning_rate"] = transfer.learning_rate
     config = dataclasses.replace(config, **changes)
-    table, normalisation, params = transferred_start(source, train_set, transfer, len(config.seeds))
+    table, normalisation, params = transferred_start(source, train_set, transfer, len(config.seeds), spread, config.data_seed)
     return train(
         train_set, validation_set, config,
         table=table, normalisation=normalisation, initial_params=params, **train_options,

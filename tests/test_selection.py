@@ -12,7 +12,8 @@ import pytest
 from mlpkit.calculator import MLPCalculator, SWCalculator
 from mlpkit.data.dataset import from_frames
 from mlpkit.errors import MlpkitError
-from mlpkit.selection import farthest_point_order, force_disagreement, ranked_by_disagreement, structure_descriptors
+from mlpkit.selection import (disputed_and_diverse, farthest_point_order, force_disagreement, ranked_by_disagreement,
+                              structure_descriptors)
 from mlpkit.structures import diamond
 from conftest import distorted, random_checkpoint, rigidly_moved
 
@@ -85,3 +86,17 @@ def test_diverse_selection_covers_two_separated_clusters_where_random_may_not():
     stratified = farthest_point_order(descriptors, seed=0, groups=groups)
     for n in (5, 10, 25):
         assert np.sum(groups[stratified[:n]] == "vacancy") == n // 5  # each prefix keeps the groups' shares
+
+
+def test_a_disputed_batch_spreads_over_environments_and_away_from_the_labelled_ones():
+    # two tight clusters of descriptors: A (frames 0-3) disputed most, B (4-7) a little less, C (8-9) hardly at all
+    rng = np.random.default_rng(0)
+    centres = np.repeat([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], [4, 4, 2], axis=0)
+    descriptors = centres + 0.01 * rng.normal(size=centres.shape)
+    disagreement = np.array([1.0, 0.99, 0.98, 0.97, 0.8, 0.79, 0.78, 0.77, 0.1, 0.1])
+    assert list(ranked_by_disagreement(disagreement)[:2]) == [0, 1]  # disagreement alone: two copies of A
+    assert list(disputed_and_diverse(disagreement, descriptors, 2)) == [0, 4]  # one of A, then one of B
+    labelled_a = descriptors[:1] + 0.001
+    assert disputed_and_diverse(disagreement, descriptors, 1, labelled=labelled_a)[0] in (4, 5, 6, 7)  # A is known already
+    with pytest.raises(MlpkitError, match="cannot choose 11 frames from a pool of 10"):
+        disputed_and_diverse(disagreement, descriptors, 11)

@@ -22,7 +22,7 @@ from mlpkit.models.graph import build_graph
 from mlpkit.neighbors import build_neighbors
 from mlpkit.potentials.base import energy_forces_stress
 from mlpkit.training import TrainConfig, train
-from mlpkit.transfer import TransferConfig, fine_tune, transferred_start
+from mlpkit.transfer import TransferConfig, fine_tune, member_starts, transferred_start
 from conftest import distorted, random_checkpoint, results
 
 SMALL = TrainConfig(model=ModelConfig("painn", features=16, layers=2), max_epochs=6, warmup_epochs=1, batch_size=4)
@@ -52,6 +52,24 @@ def test_the_transferred_start_copies_the_source_and_renames_the_element_row(ger
     assert normalisation.shift_ev[0] == pytest.approx(np.sum(energies * counts) / np.sum(counts**2), rel=1e-9)  # least squares
     _, kept, _ = transferred_start(source, germanium.first(10), TransferConfig.plain(), n_members=1)
     assert kept == source.normalisation
+
+
+def test_spread_member_starts_differ_by_the_asked_fraction_of_each_weight_and_repeat_with_their_seed():
+    source = random_checkpoint("painn", members=1)
+    starts = member_starts(source.params, 3, spread=0.05, seed=7)
+    assert jax.tree_util.tree_structure(starts) == jax.tree_util.tree_structure(source.params)
+    for original, moved in zip(jax.tree_util.tree_leaves(source.params), jax.tree_util.tree_leaves(starts)):
+        rms = np.sqrt(np.mean(np.square(original)))
+        change = moved - original  # [3, …]: each member's own noise
+        if rms > 0 and original.size > 50:
+            assert np.sqrt(np.mean(np.square(change))) == pytest.approx(0.05 * rms, rel=0.25)
+            assert not np.allclose(change[0], change[1])
+    again = member_starts(source.params, 3, spread=0.05, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(starts), jax.tree_util.tree_leaves(again)))
+    copies = member_starts(source.params, 2)
+    assert all(np.array_equal(leaf[0], leaf[1]) for leaf in jax.tree_util.tree_leaves(copies))  # no spread: identical members
+    with pytest.raises(MlpkitError, match="spread"):
+        member_starts(source.params, 2, spread=-0.1)
 
 
 def test_a_silicon_model_describes_germanium_better_than_a_random_one(silicon_model, germanium):

@@ -136,6 +136,21 @@ def from_frames(frames: list[Atoms], path=None) -> Dataset:
     return dataset
 
 
+def unlabelled(frames: list[Atoms]) -> Dataset:
+    """Structures without labels (energies, forces and stresses NaN), for a model's predictions only: the
+    candidates of active learning before the oracle has seen them. Not for training."""
+    n_atoms = np.array([len(a) for a in frames], dtype=np.int64)
+    return Dataset(
+        n_atoms=n_atoms, positions_a=np.concatenate([a.positions for a in frames]),
+        species=np.concatenate([a.numbers for a in frames]).astype(np.int64),
+        cell_a=np.array([a.cell.array for a in frames]), pbc=np.array([a.pbc for a in frames], dtype=bool),
+        energy_ev=np.full(len(frames), np.nan), forces_ev_per_a=np.full((int(n_atoms.sum()), 3), np.nan),
+        stress_ev_per_a3=np.full((len(frames), 6), np.nan),
+        group=np.array([str(a.info.get("group", "")) for a in frames], dtype=str),
+        temperature_k=np.array([float(a.info.get("temperature_k", np.nan)) for a in frames]),
+    )
+
+
 def _temperature(value, path, frame) -> float:
     try:
         return float(value)

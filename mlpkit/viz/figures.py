@@ -1,4 +1,4 @@
-"""Plotly figures that grow while work runs: training curves, MD thermodynamics, parity, learning curves.
+"""Plotly figures that grow while work runs: training curves, MD thermodynamics, parity, learning curves, active learning.
 
 Each ``*_figure`` returns a :class:`LiveFigure` (``widget=True``, live in a notebook) or a plain ``Figure``;
 the ``record_*`` / ``add_*`` functions append to either, so they are tested without a browser.
@@ -209,3 +209,21 @@ def learning_curves_figure(widget: bool = True) -> go.Figure:
     figure = learning_curve_figure([])
     figure.update_layout(height=380)
     return _new(figure, widget)
+
+
+def active_learning_figure(widget: bool = True) -> go.Figure:
+    """Test force MAE and the committee's mean force disagreement on the candidates against labels, one line per
+    selection strategy."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("test force MAE (eV/Å)", "committee disagreement on the candidates (eV/Å)"))
+    figure.update_xaxes(title_text="labels (DFT calculations)")
+    figure.update_yaxes(title_text="force MAE (eV/Å)", row=1, col=1)
+    figure.update_yaxes(title_text="mean force spread (eV/Å)", row=1, col=2)
+    figure.update_layout(height=340)
+    return _new(figure, widget)
+
+
+def record_round(figure: go.Figure, strategy: str, round_) -> None:
+    """Add one :class:`mlpkit.active.Round` of ``strategy`` to :func:`active_learning_figure`."""
+    with figure.batch_update():
+        _append(_series(figure, strategy, "error", 1, 1), round_.labels, round_.force_mae_ev_per_a)
+        _append(_series(figure, strategy, "disagreement", 1, 2), round_.labels, float(np.mean(round_.disagreement_ev_per_a)))
