@@ -6,6 +6,13 @@ those settings, so the same cell is never computed twice. Cells whose estimated 
 budget are refused before any work starts. PySCF is an optional dependency (``pip install "mlpkit[dft]"``); its
 GTH pseudopotentials and basis sets ship inside the wheel, so nothing is downloaded.
 
+The electrons are smeared (Fermi–Dirac, ``smearing_ha``): Ge in LDA has almost no gap, and at the Γ point of an
+8-atom cell a thermal snapshot's highest occupied and lowest empty levels cross, so that an SCF with integer
+occupations oscillates and never converges (measured on a rattled cell: 150 cycles without convergence; smeared,
+it converges in about 20). The forces are then the derivatives of the Mermin free energy E − TS, and the energy the
+oracle reports (``energy`` and ``free_energy`` alike) is that free energy, so that a potential trained on its
+labels fits an energy whose gradient its forces are.
+
 Only the Γ point, and no stress: PySCF 2.14's analytic forces of periodic Kohn–Sham need its multigrid
 integration, which neither its k-point forces nor its stress support (both fail inside PySCF). Sample the
 Brillouin zone with a larger cell instead.
@@ -42,11 +49,13 @@ REFERENCE_ATOMS = 8
 @dataclasses.dataclass(frozen=True)
 class DFTSettings:
     """What the oracle computes. The defaults are crude on purpose, to label a small cell in seconds: LDA, a
-    minimal (single-zeta) basis, Goedecker–Teter–Hutter pseudopotentials, the Γ point. ``ke_cutoff_ha``:
+    minimal (single-zeta) basis, Goedecker–Teter–Hutter pseudopotentials, the Γ point, electrons smeared by
+    ``smearing_ha`` (see the module's docstring). ``ke_cutoff_ha``:
     kinetic-energy cutoff of the density grid (None: PySCF's choice for the basis); ``max_seconds``: cells
     estimated to take longer are refused."""
 
     xc: str = "lda,vwn"
+    smearing_ha: float = 0.005  # Fermi–Dirac width, 0.14 eV
     basis: str = "gth-szv"
     pseudo: str = "gth-pade"
     kpoints: tuple[int, int, int] = (1, 1, 1)  # the Γ point only (see the module's docstring)
@@ -61,6 +70,8 @@ class DFTSettings:
         if not 0 < self.conv_tol_ha < 1e-3 or not 0 < self.max_seconds < np.inf:
             raise MlpkitError(f"invalid DFT settings: 0 < conv_tol_ha < 1e-3 and max_seconds > 0, got {self.conv_tol_ha}, "
                               f"{self.max_seconds}")
+        if not 0 < self.smearing_ha < 0.1:
+            raise MlpkitError(f"invalid DFT settings: 0 < smearing_ha < 0.1 Ha, got {self.smearing_ha}")
         if self.ke_cutoff_ha is not None and not 0 < self.ke_cutoff_ha < np.inf:
             raise MlpkitError(f"invalid DFT settings: ke_cutoff_ha must be > 0, got {self.ke_cutoff_ha}")
 
@@ -142,8 +153,9 @@ def check_cell(atoms: Atoms, settings: DFTSettings) -> None:
 
 
 def kohn_sham(atoms: Atoms, settings: DFTSettings) -> tuple[float, np.ndarray]:
-    """(energy eV, forces [N, 3] eV/Å) of ``atoms`` by restricted Kohn–Sham DFT in PySCF, converged to
-    ``settings.conv_tol_ha``; an SCF that does not converge raises :class:`~mlpkit.errors.MlpkitError`."""
+    """(free energy eV, forces [N, 3] eV/Å) of ``atoms`` by restricted Kohn–Sham DFT in PySCF with smeared
+    occupations, converged to ``settings.conv_tol_ha``; an SCF that does not converge raises
+    :class:`~mlpkit.errors.MlpkitError`."""
     try:
         from pyscf.pbc import dft, gto
         from pyscf.pbc.dft import multigrid
@@ -158,11 +170,11 @@ def kohn_sham(atoms: Atoms, settings: DFTSettings) -> tuple[float, np.ndarray]:
     cell.build()
     if cell.nelectron % 2:
         raise MlpkitError(f"{cell.nelectron} valence electrons: the oracle's restricted Kohn–Sham needs an even number")
-    solver = dft.RKS(cell, xc=settings.xc)  # the Γ point
+    solver = dft.RKS(cell, xc=settings.xc).smearing(sigma=settings.smearing_ha, method="fermi")  # the Γ point
     solver._numint = multigrid.MultiGridNumInt2(cell)  # PySCF's periodic RKS forces need the multigrid integrals
     solver.conv_tol = settings.conv_tol_ha
-    energy_ha = solver.kernel()
+    solver.kernel()
     if not solver.converged:
         raise MlpkitError(f"the SCF of a {len(atoms)}-atom cell did not converge to {settings.conv_tol_ha} Ha")
-    gradient_ha_per_bohr = np.asarray(solver.nuc_grad_method().kernel())
-    return float(energy_ha * units.Hartree), -gradient_ha_per_bohr * units.Hartree / units.Bohr
+    gradient_ha_per_bohr = np.asarray(solver.nuc_grad_method().kernel())  # of the free energy, not of e_tot
+    return float(solver.e_free * units.Hartree), -gradient_ha_per_bohr * units.Hartree / units.Bohr

@@ -18,7 +18,9 @@ SETTINGS = DFTSettings(conv_tol_ha=1e-10)  # tight, so that central differences 
 
 
 def displaced_ge():
+    """A thermal snapshot: every atom moved, one by 0.1 Å (integer occupations would not converge here)."""
     atoms = bulk("Ge", "diamond", a=5.658, cubic=True)
+    atoms.rattle(0.05, seed=1)
     atoms.positions[0] += [0.1, 0.05, 0.0]
     return atoms
 
@@ -76,4 +78,6 @@ def test_settings_are_checked():
         DFTSettings(kpoints=(2, 2, 2))
     with pytest.raises(MlpkitError, match="max_seconds"):
         DFTSettings(max_seconds=-1.0)
+    with pytest.raises(MlpkitError, match="smearing_ha"):
+        DFTSettings(smearing_ha=0.0)
     assert DFTSettings().estimated_seconds(32) == 4 * DFTSettings().estimated_seconds(8)
