@@ -104,3 +104,13 @@ def test_oracle_cost_smoke_times_one_label_beside_its_estimate():
     (row,) = [line for line in run.stdout.splitlines() if line.startswith("| 8 |")]
     seconds, estimate, net_force = (float(cell) for cell in row.split("|")[2:5])
     assert 0 < seconds < 300 and estimate > 0 and net_force < 1e-3  # eV/Å: converged forces
+
+
+def test_active_learning_benchmark_smoke_prints_both_curves_from_one_start():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "active_learning.py"), "--smoke"], capture_output=True,
+                            text=True, check=True)
+    rows = [line.split("|") for line in result.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(row[1]) for row in rows] == [0, 1], result.stdout  # one round of one label
+    first_active, first_random = (float(cell.split("±")[0]) for cell in rows[0][2:4])
+    assert first_active == first_random and float(rows[0][4]) == 1.0  # the same committee before any label
+    assert all(0 < float(cell.split("±")[0]) < 3 for row in rows for cell in row[2:4])
