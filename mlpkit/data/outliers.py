@@ -22,7 +22,8 @@ from mlpkit.cell import cell_volume_a3, face_distances_a
 ENERGY_SPREADS = 30.0  # robust spreads (1.4826 MAD) an energy per atom may lie from the set's typical one
 ENERGY_FLOOR_EV_PER_ATOM = 2.0  # ... and never flagged closer than this
 # |energy per atom| of real data in eV: cohesive energies (SW, VASP-like DFT totals) are a few eV/atom; the
-# same numbers in Hartree are ~0.15, in kcal/mol ~100
+# same numbers in Hartree are ~0.15, in kcal/mol ~100. Valence totals over pseudopotentials (Quantum ESPRESSO,
+# CP2K, PySCF: about −100 eV/atom for Si and Ge) look like the kcal/mol case and are flagged too.
 ENERGY_WINDOW_EV_PER_ATOM = (0.5, 50.0)
 FORCE_RATIO = 20.0  # RMS force of a frame over the set's median RMS force
 FORCE_FLOOR_EV_PER_A = 5.0

@@ -264,6 +264,7 @@ def train(
     callback: Callable[[int, dict], bool | None] | None = None,
     checkpoint_path=None,
     progress: bool = True,
+    check_outliers: bool = True,
 ) -> TrainResult:
     """Train ``len(config.seeds)`` members on ``train_set``, keeping each one's best validation state.
 
@@ -275,14 +276,17 @@ def train(
     the whole training state after every epoch beside it (see :mod:`mlpkit.training.resume`): a call
     with the same settings and data after an interruption resumes and gives the uninterrupted result.
     Resumed epochs are replayed to ``callback`` first. A NaN or infinite loss raises
-    :class:`~mlpkit.errors.TrainingError` naming the epoch and the batch's frames. With
+    :class:`~mlpkit.errors.TrainingError` naming the epoch and the batch's frames. Suspicious frames
+    (:func:`~mlpkit.data.outlier_report`) are warned about unless ``check_outliers`` is False, for labels of a
+    trusted code whose totals lie outside the unit-slip window (a pseudopotential code's ~−100 eV/atom). With
     ``config.late_weights`` the epochs from ``config.late_start_epoch`` on train with those loss weights
     and the best state is the best of them (a run whose patience ends earlier stops without that stage).
     """
     start = time.perf_counter()
     table = _checked_table(train_set, validation_set, table)
     normalisation = normalisation or fit_normalisation(train_set, table)
-    _warn_about_outliers(train_set, validation_set, config.model.cutoff_a)
+    if check_outliers:
+        _warn_about_outliers(train_set, validation_set, config.model.cutoff_a)
     dtype = np.float64 if config.float64 else np.float32
     with jax.enable_x64(config.float64):
         cutoff_a = neighbor_cutoff_a(config.model, normalisation)
