@@ -66,13 +66,12 @@ def main(argv=None) -> None:
         seeds, oracle = args.seeds, DFTOracle(cache_dir=args.cache)
     start = time.perf_counter()
     per_seed = []
-    for seed in seeds:
+    for seed in seeds:  # the table so far after every seed: a long run stopped early still reports what it did
         per_seed.append(curves(source, oracle, config, seed, transfer))
-        print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", flush=True)
-    print(f"\nmachine: {cpu_name()}; oracle: {'SW Ge' if args.smoke else oracle.settings}; seeds {seeds}; "
-          f"{config.pool_size} candidates, {config.test_frames} test structures, {config.members} members; "
-          f"{time.perf_counter() - start:.0f} s\n")
-    print(table(per_seed))
+        print(f"\nmachine: {cpu_name()}; oracle: {'SW Ge' if args.smoke else oracle.settings}; seeds {seeds[:len(per_seed)]}; "
+              f"{config.pool_size} candidates, {config.test_frames} test structures, {config.members} members; "
+              f"{time.perf_counter() - start:.0f} s\n", flush=True)
+        print(table(per_seed), flush=True)
 
 
 if __name__ == "__main__":
