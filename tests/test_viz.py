@@ -296,7 +296,24 @@ def test_notebooks_are_committed_without_outputs_and_read_quick_mode_through_mlp
 
 def test_the_tutorial_notebooks_are_all_there():
     names = [path.name[:2] for path in NOTEBOOKS]
-    assert names == ["00", "01", "02", "03", "04", "05", "06"]
+    assert names == ["00", "01", "02", "03", "04", "05", "06", "07"]
+
+
+def test_active_learning_rounds_plot_per_strategy_and_tabulate_side_by_side():
+    from mlpkit.active import Round
+
+    figure = viz.active_learning_figure(widget=False)
+    rounds = {"active": [Round(0, 0.5, np.nan, np.array([0.2, 0.4])), Round(2, 0.3, 12.0, np.array([0.1, 0.1]))],
+              "random": [Round(0, 0.5, np.nan, np.array([0.2, 0.4]))]}
+    for strategy, runs in rounds.items():
+        for round_ in runs:
+            viz.record_round(figure, strategy, round_)
+    lines = {trace.meta: trace for trace in figure.data}
+    assert list(lines["active/error"].x) == [0, 2] and list(lines["active/error"].y) == [0.5, 0.3]
+    assert list(lines["active/disagreement"].y) == pytest.approx([0.3, 0.1])  # the mean over the candidates
+    assert lines["active/error"].line.color != lines["random/error"].line.color
+    table = viz.selection_table(rounds)
+    assert "<td>2</td><td>0.300 (0.100)</td><td>–</td>" in table  # random has no round with 2 labels
 
 
 def test_structure_view_keeps_one_colour_scale_and_moves_atoms_without_reloading():
