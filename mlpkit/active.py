@@ -94,8 +94,8 @@ class ActiveConfig:
         return self.snapshots * len(self.conditions)
 
     def quick(self) -> ActiveConfig:
-        return dataclasses.replace(self, temperatures_k=(900.0,), strains=(-0.03, 0.0, 0.03), snapshots=2, interval_fs=30.0,
-                                   equilibration_fs=100.0, labels_per_round=1, rounds=2, members=2, steps=60, test_frames=3)
+        return dataclasses.replace(self, temperatures_k=(900.0,), strains=(-0.03, 0.0, 0.03), snapshots=2, interval_fs=20.0,
+                                   equilibration_fs=60.0, labels_per_round=1, rounds=2, members=2, steps=60, test_frames=2)
 
 
 @dataclasses.dataclass(frozen=True)
