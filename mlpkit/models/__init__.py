@@ -117,7 +117,9 @@ def params_mismatch(stacked_params, config: ModelConfig, n_elements: int) -> str
     """Why ``stacked_params`` (leading member axis) cannot be parameters of ``config``; None if they can."""
     from flax import traverse_util
 
-    template = traverse_util.flatten_dict(jax.device_get(init_params(config, n_elements, 0)), sep="/")
+    # shapes only: jax.eval_shape traces the initialisation without running it (running it op by op compiles
+    # every operation of a MACE model on its own, about 20 s on a laptop core, for each checkpoint loaded)
+    template = traverse_util.flatten_dict(jax.eval_shape(lambda: init_params(config, n_elements, 0)), sep="/")
     stored = traverse_util.flatten_dict(dict(stacked_params), sep="/")
     if set(template) != set(stored):
         return f"parameter names differ (e.g. {sorted(set(template) ^ set(stored))[:3]})"

@@ -22,6 +22,7 @@ import functools
 
 import e3nn_jax as e3nn
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,7 +36,8 @@ HIDDEN_L = "0e + 1o"  # irreps of each channel of the atom features between laye
 def _silu():
     """silu scaled to unit second moment on unit Gaussian input; made on first use, since computing the scale
     starts a JAX backend, which must not happen at import (``jax.distributed.initialize`` comes first)."""
-    return e3nn.normalize_function(nn.silu)
+    with jax.ensure_compile_time_eval():
+        return e3nn.normalize_function(nn.silu)
 
 
 class RadialWeights(nn.Module):
@@ -57,10 +59,11 @@ def _coupling(irreps_1: str, irreps_2: str, irreps_out: str) -> tuple[np.ndarray
     e3nn's ``tensor_product`` is bilinear, so its value on pairs of unit vectors is that tensor; one einsum
     with it is several times faster on a CPU than e3nn's path-by-path products (and their derivatives).
     """
-    first = e3nn.IrrepsArray(irreps_1, np.eye(e3nn.Irreps(irreps_1).dim))[:, None]
-    second = e3nn.IrrepsArray(irreps_2, np.eye(e3nn.Irreps(irreps_2).dim))[None, :]
-    product = e3nn.tensor_product(first, second, filter_ir_out=irreps_out)
-    return np.asarray(product.array), product.irreps
+    with jax.ensure_compile_time_eval():  # a constant, also when first asked for inside a trace (jax.eval_shape)
+        first = e3nn.IrrepsArray(irreps_1, np.eye(e3nn.Irreps(irreps_1).dim))[:, None]
+        second = e3nn.IrrepsArray(irreps_2, np.eye(e3nn.Irreps(irreps_2).dim))[None, :]
+        product = e3nn.tensor_product(first, second, filter_ir_out=irreps_out)
+        return np.asarray(product.array), product.irreps
 
 
 def coupled(x: e3nn.IrrepsArray, y: e3nn.IrrepsArray, irreps_out: str) -> e3nn.IrrepsArray:
