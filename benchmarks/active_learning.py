@@ -19,22 +19,20 @@ import time
 
 import numpy as np
 
-from mlpkit.active import STRATEGIES, ActiveConfig, active_learning, labelled_test_set, propose
+from mlpkit.active import STRATEGIES, ActiveConfig, compare_strategies
 from mlpkit.calculator import SWCalculator
 from mlpkit.checkpoint import load_checkpoint
 from mlpkit.oracle import DFTOracle
-from mlpkit.transfer import TransferConfig, transferred
+from mlpkit.transfer import TransferConfig
 from sw_energy_forces import cpu_name
 
 
 def curves(source, oracle, config: ActiveConfig, seed: int, transfer: TransferConfig) -> dict[str, dict[int, float]]:
     """{strategy: {labels: test force MAE eV/Å}} of one seed."""
-    potential = transferred(source, transfer).potential()
-    candidates = propose(potential, config, seed)
-    test = labelled_test_set(potential, oracle, config, seed)
-    return {strategy: {r.labels: r.force_mae_ev_per_a
-                       for r in active_learning(source, oracle, candidates, test, config, strategy, seed, transfer)}
-            for strategy in STRATEGIES}
+    found: dict[str, dict[int, float]] = {strategy: {} for strategy in STRATEGIES}
+    for strategy, round_ in compare_strategies(source, oracle, config, seed, transfer):
+        found[strategy][round_.labels] = round_.force_mae_ev_per_a
+    return found
 
 
 def table(per_seed: list[dict[str, dict[int, float]]]) -> str:

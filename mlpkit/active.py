@@ -202,6 +202,25 @@ def active_learning(
         labelled = new if labelled is None else concatenate([labelled, new])
 
 
+def compare_strategies(source: Checkpoint, oracle, config: ActiveConfig = ActiveConfig(), seed: int = 0,
+                       transfer: TransferConfig = TransferConfig().with_length_scaling("mlearn"),
+                       stop: Callable[[], bool] = lambda: False, on_labelled: Labelled | None = None) -> Iterator[tuple[str, Round]]:
+    """Candidates proposed by the transferred ``source``, a test set labelled, then every strategy of
+    :data:`STRATEGIES` from the same candidates, a round each in turn: yields (strategy, :class:`Round`)."""
+    potential = transferred(source, transfer).potential()
+    candidates = propose(potential, config, seed)
+    test = labelled_test_set(potential, oracle, config, seed, on_labelled)
+    loops = {strategy: active_learning(source, oracle, candidates, test, config, strategy, seed, transfer, stop, on_labelled)
+             for strategy in STRATEGIES}
+    while loops:
+        for strategy, loop in list(loops.items()):
+            round_ = next(loop, None)
+            if round_ is None:
+                del loops[strategy]
+            else:
+                yield strategy, round_
+
+
 def _choose(model: Checkpoint, pool: Dataset, disagreement: np.ndarray, taken: list[int], n: int, strategy: str,
             rng: np.random.Generator) -> list[int]:
     free = np.setdiff1d(np.arange(len(pool)), taken)

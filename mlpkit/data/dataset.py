@@ -121,16 +121,10 @@ def from_frames(frames: list[Atoms], path=None) -> Dataset:
         forces.append(np.asarray(results["forces"], float))
         stresses.append(_voigt(results["stress"], path, index) if "stress" in results else np.full(6, np.nan))
     dataset = Dataset(
-        n_atoms=np.array([len(a) for a in frames], dtype=np.int64),
-        positions_a=np.concatenate([a.positions for a in frames]) if frames else np.zeros((0, 3)),
-        species=np.concatenate([a.numbers for a in frames]).astype(np.int64) if frames else np.zeros(0, np.int64),
-        cell_a=np.array([a.cell.array for a in frames]).reshape(-1, 3, 3),
-        pbc=np.array([a.pbc for a in frames], dtype=bool).reshape(-1, 3),
+        **_structure_fields(frames, path),
         energy_ev=np.array(energies, dtype=float),
         forces_ev_per_a=np.concatenate(forces) if frames else np.zeros((0, 3)),
         stress_ev_per_a3=np.array(stresses, dtype=float).reshape(-1, 6),
-        group=np.array([str(a.info.get("group", "")) for a in frames], dtype=str),
-        temperature_k=np.array([_temperature(a.info.get("temperature_k", np.nan), path, i) for i, a in enumerate(frames)]),
     )
     validate(dataset, path)
     return dataset
@@ -139,15 +133,22 @@ def from_frames(frames: list[Atoms], path=None) -> Dataset:
 def unlabelled(frames: list[Atoms]) -> Dataset:
     """Structures without labels (energies, forces and stresses NaN), for a model's predictions only: the
     candidates of active learning before the oracle has seen them. Not for training."""
-    n_atoms = np.array([len(a) for a in frames], dtype=np.int64)
-    return Dataset(
-        n_atoms=n_atoms, positions_a=np.concatenate([a.positions for a in frames]),
-        species=np.concatenate([a.numbers for a in frames]).astype(np.int64),
-        cell_a=np.array([a.cell.array for a in frames]), pbc=np.array([a.pbc for a in frames], dtype=bool),
-        energy_ev=np.full(len(frames), np.nan), forces_ev_per_a=np.full((int(n_atoms.sum()), 3), np.nan),
-        stress_ev_per_a3=np.full((len(frames), 6), np.nan),
+    structure = _structure_fields(frames)
+    n_frames, n_atoms = len(frames), int(structure["n_atoms"].sum())
+    return Dataset(**structure, energy_ev=np.full(n_frames, np.nan), forces_ev_per_a=np.full((n_atoms, 3), np.nan),
+                   stress_ev_per_a3=np.full((n_frames, 6), np.nan))
+
+
+def _structure_fields(frames: list[Atoms], path=None) -> dict:
+    """The fields of a Dataset that come from the structures alone (all but energies, forces and stresses)."""
+    return dict(
+        n_atoms=np.array([len(a) for a in frames], dtype=np.int64),
+        positions_a=np.concatenate([a.positions for a in frames]) if frames else np.zeros((0, 3)),
+        species=np.concatenate([a.numbers for a in frames]).astype(np.int64) if frames else np.zeros(0, np.int64),
+        cell_a=np.array([a.cell.array for a in frames]).reshape(-1, 3, 3),
+        pbc=np.array([a.pbc for a in frames], dtype=bool).reshape(-1, 3),
         group=np.array([str(a.info.get("group", "")) for a in frames], dtype=str),
-        temperature_k=np.array([float(a.info.get("temperature_k", np.nan)) for a in frames]),
+        temperature_k=np.array([_temperature(a.info.get("temperature_k", np.nan), path, i) for i, a in enumerate(frames)]),
     )
 
 

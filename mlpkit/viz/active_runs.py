@@ -8,19 +8,18 @@ import itertools
 
 import numpy as np
 
-from mlpkit.active import STRATEGIES, ActiveConfig, Round, active_learning, labelled_test_set, propose
+from mlpkit.active import STRATEGIES, ActiveConfig, Round, compare_strategies
 from mlpkit.checkpoint import Checkpoint
-from mlpkit.transfer import TransferConfig, transferred
+from mlpkit.transfer import TransferConfig
 from mlpkit.viz.figures import record_round
 from mlpkit.viz.jobs import Job
 
 
 def compare_selection(source: Checkpoint, oracle, config: ActiveConfig, figure, job: Job, view=None, seed: int = 0,
                       transfer: TransferConfig = TransferConfig().with_length_scaling("mlearn")) -> dict[str, list[Round]]:
-    """Propose candidates with the transferred ``source``, label a test set, then run active and random selection
-    a round each in turn. ``view`` (a :class:`~mlpkit.viz.structure.StructureView` of an 8-atom cell) shows each
-    structure as the oracle returns it, coloured by its DFT force magnitude. Returns each strategy's rounds."""
-    potential = transferred(source, transfer).potential()
+    """:func:`mlpkit.active.compare_strategies`, plotted as it goes. ``view`` (a
+    :class:`~mlpkit.viz.structure.StructureView` of an 8-atom cell) shows each structure as the oracle returns it,
+    coloured by its DFT force magnitude. Returns each strategy's rounds."""
     counter = itertools.count(1)
 
     def show(atoms, seconds: float) -> None:
@@ -29,22 +28,13 @@ def compare_selection(source: Checkpoint, oracle, config: ActiveConfig, figure, 
             view.update(atoms.positions, np.linalg.norm(atoms.get_forces(), axis=1), note=note)
         job.report(note)
 
-    job.report(f"proposing {config.pool_size} candidates by MD of the transferred model")
-    candidates = propose(potential, config, seed)
-    job.report(f"labelling {config.test_frames} test structures")
-    test = labelled_test_set(potential, oracle, config, seed, show)
-    loops = {strategy: active_learning(source, oracle, candidates, test, config, strategy, seed, transfer,
-                                       stop=lambda: job.stop_requested, on_labelled=show) for strategy in STRATEGIES}
+    job.report(f"proposing {config.pool_size} candidates by MD of the transferred model, then labelling "
+               f"{config.test_frames} test structures")
     rounds: dict[str, list[Round]] = {strategy: [] for strategy in STRATEGIES}
-    while loops:
-        for strategy, loop in list(loops.items()):
-            round_ = next(loop, None)
-            if round_ is None:
-                del loops[strategy]
-                continue
-            rounds[strategy].append(round_)
-            record_round(figure, strategy, round_)
-            job.report(f"{strategy}: {round_.labels} labels, test force MAE {round_.force_mae_ev_per_a:.3f} eV/Å")
+    for strategy, round_ in compare_strategies(source, oracle, config, seed, transfer, lambda: job.stop_requested, show):
+        rounds[strategy].append(round_)
+        record_round(figure, strategy, round_)
+        job.report(f"{strategy}: {round_.labels} labels, test force MAE {round_.force_mae_ev_per_a:.3f} eV/Å")
     return rounds
 
 
