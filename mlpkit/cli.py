@@ -13,7 +13,7 @@ from mlpkit.commands import (
     train_command,
 )
 from mlpkit.errors import MlpkitError
-from mlpkit.fileio import discard_partial_writes
+from mlpkit.fileio import discard_partial_writes, remove_unused_folder
 from mlpkit.models import ARCHITECTURES, ModelConfig
 from mlpkit.runtime import run_with_huge_pages, with_huge_pages
 
@@ -231,8 +231,11 @@ def _run(args) -> int:
     if in_main_thread and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # started in the background by a shell, which ignores SIGINT for us: `kill -INT` still stops cleanly
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    out = getattr(args, "out", None)
+    made_out, finished = out is not None and not os.path.exists(out), False
     try:
         code = args.run(args) or 0  # a verb returns its own status where it finished with a result to flag
+        finished = True
     except MlpkitError as error:
         print(f"mlpkit: error: {error}", file=sys.stderr)
         return 2
@@ -246,6 +249,8 @@ def _run(args) -> int:
               f"{'resume' if kept else 'start over'}", file=sys.stderr)
         return 143 if isinstance(signalled, Terminated) else 130
     finally:
+        if made_out and not finished:
+            remove_unused_folder(out)  # a refused or interrupted command leaves no empty --out folder behind
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     return code

@@ -74,15 +74,6 @@ def train_command(args) -> None:
     out = writable_folder(args.out)
     if args.max_frames is not None and args.max_frames < 1:
         raise MlpkitError(f"--max-frames must be at least 1, got {args.max_frames}")
-    dataset = _resolve_data(args.data)
-    if args.validation:
-        train_set, validation_set = dataset, _resolve_data(args.validation)
-    else:
-        train_set, validation_set = train_val_split(dataset, args.val_fraction, seed=args.data_seed)
-    if args.max_frames is not None:
-        if args.max_frames > len(train_set):
-            raise MlpkitError(f"--max-frames {args.max_frames}: the training set holds only {len(train_set)} frames")
-        train_set = shuffled(train_set, args.data_seed).first(args.max_frames)
     config = TrainConfig(model=ModelConfig(args.model), seeds=tuple(range(args.seed, args.seed + args.ensemble)),
                          data_seed=args.data_seed, float64=args.float64)
     config = config.quick() if args.quick else config
@@ -100,6 +91,15 @@ def train_command(args) -> None:
         late = dataclasses.replace(config.weights, energy=args.late_energy_weight)
         config = dataclasses.replace(config, late_weights=late, late_fraction=args.late_fraction,
                                      late_learning_rate=args.late_learning_rate)
+    dataset = _resolve_data(args.data)
+    if args.validation:
+        train_set, validation_set = dataset, _resolve_data(args.validation)
+    else:
+        train_set, validation_set = train_val_split(dataset, args.val_fraction, seed=args.data_seed)
+    if args.max_frames is not None:
+        if args.max_frames > len(train_set):
+            raise MlpkitError(f"--max-frames {args.max_frames}: the training set holds only {len(train_set)} frames")
+        train_set = shuffled(train_set, args.data_seed).first(args.max_frames)
     test_set = _resolve_data(args.test) if args.test else None  # read, and its elements checked, before any training
     if test_set is not None:
         ElementTable.from_species(train_set.species).check(test_set.species, f"the --test set {args.test}")

@@ -296,6 +296,23 @@ def locked_folder(path: str | os.PathLike, wait: bool = False):
             fcntl.flock(stream, fcntl.LOCK_UN)
 
 
+def remove_unused_folder(path: str | os.PathLike) -> None:
+    """Remove folder ``path`` if it holds nothing but a lock no process holds: what a refused or interrupted
+    command made and left empty (a folder with anything else in it is left as it is)."""
+    path = Path(path)
+    try:
+        names = os.listdir(path)
+        if names == [".lock"]:
+            with open(path / ".lock", "a+") as stream:
+                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while another process holds it
+                (path / ".lock").unlink()
+        elif names:
+            return
+        path.rmdir()
+    except OSError:
+        pass  # in use, or no longer there: nothing to tidy
+
+
 def regular_file(path: str | os.PathLike, option: str) -> Path:
     """``path`` if it is an existing regular file; a missing path, a folder or a FIFO (which would hang a
     reader) raises :class:`~mlpkit.errors.MlpkitError` naming ``option`` and the path."""

@@ -29,9 +29,12 @@ def test_loss_weights_that_reward_error_or_weigh_nothing_are_refused(weights):
         LossWeights(**weights)
 
 
-def test_the_late_energy_weight_of_the_cli_is_checked_before_training(tmp_path, capsys):
-    assert main([*TINY_TRAIN, "--late-energy-weight", "-10", "--out", str(tmp_path)]) == 2
-    assert "invalid loss weights" in capsys.readouterr().err and not (tmp_path / "model.npz").exists()
+def test_the_late_energy_weight_of_the_cli_is_checked_before_training_and_leaves_no_folder(tmp_path, capsys):
+    assert main([*TINY_TRAIN, "--late-energy-weight", "-10", "--out", str(tmp_path / "run")]) == 2
+    assert "invalid loss weights" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made is theirs: a refusal leaves it
+    assert main([*TINY_TRAIN, "--late-energy-weight", "nan", "--out", str(tmp_path / "kept")]) == 2
+    assert "invalid loss weights" in capsys.readouterr().err and (tmp_path / "kept").is_dir()
 
 
 def test_a_target_model_is_refused_as_the_source_of_a_transfer():
