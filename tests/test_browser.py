@@ -1,11 +1,14 @@
-"""Notebook 00 in a real browser: JupyterLab serves it, headless Chromium runs every cell, and the plotly
+"""Notebooks in a real browser: JupyterLab serves them, headless Chromium runs every cell, and the plotly
 figures, the widget controls and the nglview 3D canvas render (offline, with no console errors). Then as a
-student does: move the slider, press Run again (the new run draws fresh lines, none runs backwards, the
-panel's table follows), reload the page (the plots come back drawn) and run everything again in the live
-kernel."""
+student does. Notebook 00: Stop under Run All, move the slider and press Run again (the new run draws fresh lines,
+none runs backwards, the panel's table follows), reload the page (the plots come back drawn) and run everything
+again in the live kernel. Notebook 05: a second MD run and the analysis cells run again (no line runs back in
+time, nothing drawn twice). Notebook 06: Stop pressed during the study under Run All (no further run starts, and
+every later cell reads the runs kept)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -26,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))  # Debian's package; override with $CHROMIUM
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-NOTEBOOK = "00_quick_tour.ipynb"
+NOTEBOOKS = ("00_quick_tour.ipynb", "05_properties.ipynb", "06_full_study.ipynb")
 RUN_TIMEOUT_S = 600
 QUICK_EPOCHS = TutorialConfig().quick().train.max_epochs  # of the notebook's trainings under MLPKIT_QUICK=1
 
@@ -45,12 +48,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """JupyterLab on 127.0.0.1 with a token, serving a copy of the notebook (autosave never touches the repository)."""
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1 with a token, serving copies of the notebooks (autosave never touches the repository)
+    beside the committed results they read; ``lab(notebook)`` is the address that opens one."""
+    tmp_path = tmp_path_factory.mktemp("lab")
     root = tmp_path / "root"
     (root / "notebooks").mkdir(parents=True)
-    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / "notebooks" / NOTEBOOK)
+    for notebook in NOTEBOOKS:
+        shutil.copy(REPO / "notebooks" / notebook, root / "notebooks" / notebook)
+    (root / "data").symlink_to(REPO / "data")  # notebook 06 opens ../data/results/sw
     config = tmp_path / "jupyter-config"
     (config / "labconfig").mkdir(parents=True)
     # no network: no news or update checks from JupyterLab
@@ -82,7 +89,7 @@ def lab(tmp_path):
                 if server.poll() is not None:
                     pytest.fail(f"JupyterLab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
                 time.sleep(1)
-        yield f"{url}/lab/tree/notebooks/{NOTEBOOK}?token={token}&reset"
+        yield lambda notebook: f"{url}/lab/tree/notebooks/{notebook}?token={token}&reset"
     finally:
         server.terminate()
         try:
@@ -216,41 +223,113 @@ def no_tracebacks(page) -> None:
     assert not tracebacks, tracebacks[0][-2000:]
 
 
-def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
+@contextlib.contextmanager
+def chromium_page(tmp_path: Path, name: str):
+    """A Chromium page that records console errors, leaves a full-page screenshot ``name``.png however the test
+    ends, and fails the test on any console error."""
     errors = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("console", lambda message: message.type == "error" and errors.append(message.text))
         page.on("pageerror", lambda error: errors.append(str(error)))
-        screenshot = tmp_path / "notebook_00.png"
         try:
-            open_notebook(page, lab)
-            run_all_cells(page, stop_at="transfer (N=10): epoch 2/")  # Stop works under Run All
-            no_tracebacks(page)
-            check_stopped_early(page, QUICK_EPOCHS)
-            assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
-            assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() >= 1
-            assert page.locator(".jupyter-widgets button", has_text="Run").count() >= 2
-            ngl_canvases = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output canvas')]
-                .filter(c => !c.closest('.js-plotly-plot'))
-                .filter(c => c.getBoundingClientRect().width > 200 && c.getBoundingClientRect().height > 150).length""")
-            assert ngl_canvases >= 1, "the nglview canvas did not render"
-            run_training_panel_again(page)
-            check_second_run(page)
-            save_notebook(page)  # as a student does before a reload (autosave runs only every 2 minutes)
-            open_notebook(page, lab)  # a reload: the live kernel's plots come back drawn, with every line
-            try:
-                page.wait_for_function(PLOTS_DRAWN, timeout=120_000)
-            except PlaywrightTimeout:
-                pytest.fail(f"after the reload the plots are not drawn: {page.evaluate(PLOTS_STATE)}")
-            run_all_cells(page)  # then every cell again in the live kernel: widgets come back cleanly
-            no_tracebacks(page)
+            yield page
         finally:
             page.set_viewport_size({"width": 1400, "height": 6000})  # JupyterLab scrolls inside the page: grow it
             page.wait_for_timeout(2000)
             page.evaluate("() => document.querySelectorAll('.jp-WindowedPanel-outer').forEach(e => e.scrollTo(0, 0))")
-            page.screenshot(path=str(screenshot), full_page=True)
-            print(f"screenshot: {screenshot}")
+            page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+            print(f"screenshot: {tmp_path / f'{name}.png'}")
             browser.close()
     assert not errors, f"browser console errors: {errors}"
+
+
+def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
+    with chromium_page(tmp_path, "notebook_00") as page:
+        open_notebook(page, lab(NOTEBOOKS[0]))
+        run_all_cells(page, stop_at="transfer (N=10): epoch 2/")  # Stop works under Run All
+        no_tracebacks(page)
+        check_stopped_early(page, QUICK_EPOCHS)
+        assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
+        assert page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() >= 1
+        assert page.locator(".jupyter-widgets button", has_text="Run").count() >= 2
+        ngl_canvases = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output canvas')]
+            .filter(c => !c.closest('.js-plotly-plot'))
+            .filter(c => c.getBoundingClientRect().width > 200 && c.getBoundingClientRect().height > 150).length""")
+        assert ngl_canvases >= 1, "the nglview canvas did not render"
+        run_training_panel_again(page)
+        check_second_run(page)
+        save_notebook(page)  # as a student does before a reload (autosave runs only every 2 minutes)
+        open_notebook(page, lab(NOTEBOOKS[0]))  # a reload: the live kernel's plots come back drawn, with every line
+        try:
+            page.wait_for_function(PLOTS_DRAWN, timeout=120_000)
+        except PlaywrightTimeout:
+            pytest.fail(f"after the reload the plots are not drawn: {page.evaluate(PLOTS_STATE)}")
+        run_all_cells(page)  # then every cell again in the live kernel: widgets come back cleanly
+        no_tracebacks(page)
+
+
+CELL_PLOTS = """index => [...document.querySelectorAll('.jp-Notebook .jp-Cell')[index].querySelectorAll('.js-plotly-plot')]
+    .map(plot => plot.data.map(trace => ({name: trace.name, x: Array.from(trace.x || [])})))"""
+
+RUN_CELL = """async index => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    panel.content.activeCellIndex = index;
+    await window.jupyterapp.commands.execute('notebook:run-cell');
+}"""
+
+
+def cell_index(page, text: str) -> int:
+    """The index of the first cell whose source holds ``text``."""
+    index = page.evaluate("""text => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]
+        .findIndex(cell => cell.querySelector('.jp-InputArea-editor').textContent.includes(text))""", text)
+    assert index >= 0, f"no cell holds {text!r}"
+    return index
+
+
+def rerun_cells(page, indices) -> None:
+    for index in indices:
+        page.evaluate(RUN_CELL, index)
+    page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=1000)
+    page.wait_for_timeout(2000)
+
+
+def test_notebook_05_second_md_run_and_rerun_analysis_draw_each_line_once(lab, tmp_path):
+    with chromium_page(tmp_path, "notebook_05") as page:
+        open_notebook(page, lab(NOTEBOOKS[1]))
+        run_all_cells(page)
+        no_tracebacks(page)
+        md_cell, analysis_cell = cell_index(page, "md = viz.RunPanel("), cell_index(page, 'titles = ("g(r)"')
+        (first_run,) = page.evaluate(CELL_PLOTS, md_cell)
+        models = {trace["name"] for trace in first_run}
+        assert models >= {"SW (truth)", "scratch", "transfer"}, models
+        page.locator(".jupyter-widgets button", has_text="Run").nth(1).click()  # the MD panel's Run
+        page.wait_for_function(f"index => ({CELL_PLOTS})(index)[0].some(trace => trace.name.startsWith('earlier'))",
+                               arg=md_cell, timeout=60_000)
+        page.evaluate(KERNEL_EXECUTE, "md.job.wait()")
+        page.wait_for_timeout(2000)
+        (second_run,) = page.evaluate(CELL_PLOTS, md_cell)
+        current = [trace for trace in second_run if not trace["name"].startswith("earlier")]
+        earlier = [trace for trace in second_run if trace["name"].startswith("earlier")]
+        assert len(current) == len(first_run) and len(earlier) == len(first_run), [t["name"] for t in second_run]
+        for trace in current:  # each line of the new run starts at 0 and only goes forward in time
+            assert trace["x"] and trace["x"][0] < 0.05 and trace["x"] == sorted(trace["x"]), (trace["name"], trace["x"][:5])
+        rerun_cells(page, [cell_index(page, "await md.finished()"), analysis_cell])
+        no_tracebacks(page)
+        (analysis,) = page.evaluate(CELL_PLOTS, analysis_cell)
+        names = [trace["name"] for trace in analysis]
+        assert len(names) == 3 * len(set(names)), names  # g(r), angles and DOS once per model that stayed physical
+
+
+def test_notebook_06_stop_during_run_all_keeps_the_finished_runs_and_starts_no_other(lab, tmp_path):
+    with chromium_page(tmp_path, "notebook_06") as page:
+        open_notebook(page, lab(NOTEBOOKS[2]))
+        run_all_cells(page, stop_at="1 / 4 runs done")
+        no_tracebacks(page)
+        assert page.get_by_text("stopped (results so far kept)").count() >= 1
+        text = page.evaluate("() => document.body.innerText")
+        kept = [line for line in text.splitlines() if line.startswith("stopped after")]
+        assert kept and int(kept[0].split()[2]) < 4, kept  # "stopped after k of 4 runs": the rest never started
+        assert not any(f"{count} / 4 runs done" in text for count in range(int(kept[0].split()[2]) + 1, 9))
+        assert "cells done" in text and "Traceback" not in text  # the map ran on the models kept

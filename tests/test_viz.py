@@ -90,11 +90,11 @@ def test_panel_disables_run_while_running_and_ignores_slider_changes_mid_run():
     panel.run()
     panel.stop_button.click()
     assert panel.job.wait(5)
-    assert seen == [{"size": 10}] and panel.result["stopped"]
+    assert seen == [{"size": 10}] and panel.result["stopped"] and panel.stopped
     assert not panel.run_button.disabled and panel.stop_button.disabled
     release.set()
     panel.run()
-    assert not asyncio.run(panel.finished())["stopped"] and seen[-1] == {"size": 50} and panel.job.state == FINISHED
+    assert not asyncio.run(panel.finished())["stopped"] and seen[-1] == {"size": 50} and not panel.stopped
 
 
 def test_a_cell_awaiting_a_run_leaves_the_kernel_free_to_press_stop():

@@ -73,6 +73,11 @@ class RunPanel:
     def result(self):
         return self.job.result
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the latest run ended at a Stop (its result holds what was done by then)."""
+        return self.job.state == STOPPED
+
     def _refresh(self, job: Job) -> None:
         if not job.running:  # the run's last changes may have come faster than a figure draws them
             for figure in self.figures:
