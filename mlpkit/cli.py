@@ -249,10 +249,10 @@ def _run(args) -> int:
               f"{'resume' if kept else 'start over'}", file=sys.stderr)
         return 143 if isinstance(signalled, Terminated) else 130
     finally:
-        if made_out and not finished:
-            remove_unused_folder(out)  # a refused or interrupted command leaves no empty --out folder behind
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+        if made_out and not finished:
+            remove_unused_folder(out)  # a refused or interrupted command leaves no empty --out folder behind
     return code
 
 

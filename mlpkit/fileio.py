@@ -270,6 +270,30 @@ class FolderInUse(MlpkitError):
 
 
 @contextlib.contextmanager
+def _locked_file(lock: Path, wait: bool):
+    """``lock`` opened (its folder made if needed) and locked; taken again if the file was unlinked while this
+    process waited for it (:func:`remove_unused_folder` tidying a refused command's folder), so that two processes
+    never hold locks on two different files of one name."""
+    while True:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+") as stream:
+            try:
+                fcntl.flock(stream, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                stream.seek(0)
+                holder = stream.read().strip() or "unknown"
+                raise FolderInUse(f"{lock.parent}: in use by another mlpkit run (pid {holder}); wait for it to finish "
+                                  "or choose another output folder") from None
+            try:
+                still_there = os.path.samestat(os.stat(lock), os.fstat(stream.fileno()))
+            except FileNotFoundError:
+                still_there = False
+            if still_there:
+                yield stream
+                return
+
+
+@contextlib.contextmanager
 def locked_folder(path: str | os.PathLike, wait: bool = False):
     """Hold an exclusive lock on folder ``path`` (``fcntl.flock`` on ``path/.lock``, which records the holder's pid).
 
@@ -277,15 +301,7 @@ def locked_folder(path: str | os.PathLike, wait: bool = False):
     it ends, so a killed run never leaves a folder locked.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".lock", "a+") as stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            stream.seek(0)
-            holder = stream.read().strip() or "unknown"
-            raise FolderInUse(f"{path}: in use by another mlpkit run (pid {holder}); wait for it to finish or choose "
-                              "another output folder") from None
+    with _locked_file(path / ".lock", wait) as stream:
         stream.seek(0)
         stream.truncate()
         stream.write(str(os.getpid()))

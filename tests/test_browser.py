@@ -282,10 +282,17 @@ RUN_CELL = """async index => {
 
 def cell_index(page, text: str) -> int:
     """The index of the first cell whose source holds ``text``."""
-    index = page.evaluate("""text => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]
-        .findIndex(cell => cell.querySelector('.jp-InputArea-editor').textContent.includes(text))""", text)
+    index = page.evaluate("""text => window.jupyterapp.shell.currentWidget.content.widgets
+        .findIndex(cell => cell.model.sharedModel.getSource().includes(text))""", text)
     assert index >= 0, f"no cell holds {text!r}"
     return index
+
+
+def cell_plot(page, index: int) -> list[dict]:
+    """The traces (name, x) of the one plot in cell ``index``."""
+    plots = page.evaluate(CELL_PLOTS, index)
+    assert len(plots) == 1, f"cell {index} shows {len(plots)} plots, not one: {plots}"
+    return plots[0]
 
 
 def rerun_cells(page, indices) -> None:
@@ -301,15 +308,15 @@ def test_notebook_05_second_md_run_and_rerun_analysis_draw_each_line_once(lab, t
         run_all_cells(page)
         no_tracebacks(page)
         md_cell, analysis_cell = cell_index(page, "md = viz.RunPanel("), cell_index(page, 'titles = ("g(r)"')
-        (first_run,) = page.evaluate(CELL_PLOTS, md_cell)
+        first_run = cell_plot(page, md_cell)
         models = {trace["name"] for trace in first_run}
         assert models >= {"SW (truth)", "scratch", "transfer"}, models
         page.locator(".jupyter-widgets button", has_text="Run").nth(1).click()  # the MD panel's Run
-        page.wait_for_function(f"index => ({CELL_PLOTS})(index)[0].some(trace => trace.name.startsWith('earlier'))",
+        page.wait_for_function(f"index => ({CELL_PLOTS})(index)[0]?.some(trace => trace.name.startsWith('earlier')) ?? false",
                                arg=md_cell, timeout=60_000)
         page.evaluate(KERNEL_EXECUTE, "md.job.wait()")
         page.wait_for_timeout(2000)
-        (second_run,) = page.evaluate(CELL_PLOTS, md_cell)
+        second_run = cell_plot(page, md_cell)
         current = [trace for trace in second_run if not trace["name"].startswith("earlier")]
         earlier = [trace for trace in second_run if trace["name"].startswith("earlier")]
         assert len(current) == len(first_run) and len(earlier) == len(first_run), [t["name"] for t in second_run]
@@ -317,7 +324,7 @@ def test_notebook_05_second_md_run_and_rerun_analysis_draw_each_line_once(lab, t
             assert trace["x"] and trace["x"][0] < 0.05 and trace["x"] == sorted(trace["x"]), (trace["name"], trace["x"][:5])
         rerun_cells(page, [cell_index(page, "await md.finished()"), analysis_cell])
         no_tracebacks(page)
-        (analysis,) = page.evaluate(CELL_PLOTS, analysis_cell)
+        analysis = cell_plot(page, analysis_cell)
         names = [trace["name"] for trace in analysis]
         assert len(names) == 3 * len(set(names)), names  # g(r), angles and DOS once per model that stayed physical
 

@@ -24,7 +24,7 @@ from mlpkit.study import cache, cells
 from mlpkit.cli import main
 from mlpkit.data import load_dataset, outlier_report, sw_data_path
 from mlpkit.errors import MlpkitError, TrainingError
-from mlpkit.fileio import locked_folder, sha256_of
+from mlpkit.fileio import locked_folder, remove_unused_folder, sha256_of
 from mlpkit.md import StabilityLimits
 from mlpkit.models import ModelConfig
 from mlpkit.study import run_study
@@ -142,6 +142,29 @@ def test_a_second_writer_into_a_locked_output_folder_gets_one_line_naming_the_ho
     assert not (tmp_path / "thermo.csv").exists()
 
 
+def test_a_waiting_writer_whose_lock_file_was_tidied_away_locks_the_folder_anew(tmp_path):
+    """A refused command removes the empty folder it made, lock file included, while another process may be
+    waiting on that file: the waiter must then lock the file that is there, not the unlinked one."""
+    folder, locked = tmp_path / "out", []
+
+    def waiter():
+        with locked_folder(folder, wait=True):
+            lock = folder / ".lock"
+            locked.append(lock.exists() and lock.read_text() == str(os.getpid()))
+
+    with locked_folder(folder):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.3)  # the waiter has opened the lock file and waits on it
+        remove_unused_folder(folder)  # refused: the folder is held, nothing is removed
+        assert (folder / ".lock").exists()
+        (folder / ".lock").unlink()  # what the tidy-up of a process that held it last does
+    thread.join(10)
+    assert locked == [True]
+    remove_unused_folder(folder)
+    assert not folder.exists()
+
+
 def test_md_refuses_to_resume_against_a_changed_structure_file(tmp_path, capsys):
     from mlpkit.structures import diamond
 
@@ -248,12 +271,14 @@ TRAIN_ARGS = ["train", "--data", "sw:Si", "--model", "painn", "--features", "8",
 def signal_when_kept(runs: list[tuple[subprocess.Popen, Path, str, int, float]]) -> None:
     """Send each running ``process`` its ``signum`` ``delay_s`` after ``out/kept`` first appears (a finished chunk or
     epoch: XLA is at work by then)."""
-    deadline, kept_at, signalled = time.monotonic() + 180, {}, set()
+    deadline, kept_at, signalled = time.monotonic() + 300, {}, set()
     while len(signalled) < len(runs):
         for index, (process, out, kept, signum, delay_s) in enumerate(runs):
             if index in signalled:
                 continue
-            assert process.poll() is None and time.monotonic() < deadline, (out, process.stderr.read())
+            if time.monotonic() > deadline:
+                process.kill()
+            assert process.poll() is None, (out, process.wait(), process.stderr.read())
             if index not in kept_at and (out / kept).exists():
                 kept_at[index] = time.monotonic()
             if index in kept_at and time.monotonic() >= kept_at[index] + delay_s:
@@ -268,22 +293,28 @@ def test_interrupted_runs_say_what_was_kept_and_never_crash_on_the_way_out(tmp_p
     shut down, and leaves no partial file. Four run at a time (a signal lands while the others load the CPU)."""
     md = (MD_ARGS + ["--steps", "1000000"], "state.npz", "the last finished chunk is kept in {out}/state.npz")
     train = (TRAIN_ARGS, "model.resume.npz", "the last finished epoch is kept in {out}/model.resume.npz")
-    cases = [train] + [md] * 9 + [train] + [md] * 9
+    cases = [train] + [md] * 10 + [train] + [md] * 8  # the trainings get SIGINT and SIGTERM
     signals = [signal.SIGINT, signal.SIGTERM]
     for start in range(0, len(cases), 4):
         runs = []
-        for index in range(start, start + 4):
-            args, kept, _ = cases[index]
-            out = tmp_path / f"run{index}"
-            process = subprocess.Popen([sys.executable, "-m", "mlpkit", *args, "--out", str(out)], cwd=REPO,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            runs.append((process, out, kept, signals[index % 2], 0.05 * (index % 7)))
-        signal_when_kept(runs)
-        for index, (process, out, _, signum, _) in zip(range(start, start + 4), runs):
-            assert process.wait(60) == SIGNAL_CODES[signum], (out, process.stderr.read())
-            hint = cases[index][2].format(out=out)
-            assert process.stderr.read() == f"mlpkit: interrupted; {hint}; run the same command again to resume\n"
-            assert sorted(p.name for p in out.glob(".*.part")) == []
+        try:
+            for index in range(start, start + 4):
+                args, kept, _ = cases[index]
+                out = tmp_path / f"run{index}"
+                process = subprocess.Popen([sys.executable, "-m", "mlpkit", *args, "--out", str(out)], cwd=REPO,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                runs.append((process, out, kept, signals[index % 2], 0.05 * (index % 7)))
+            signal_when_kept(runs)
+            for index, (process, out, _, signum, _) in zip(range(start, start + 4), runs):
+                assert process.wait(60) == SIGNAL_CODES[signum], (out, process.stderr.read())
+                hint = cases[index][2].format(out=out)
+                assert process.stderr.read() == f"mlpkit: interrupted; {hint}; run the same command again to resume\n"
+                assert sorted(p.name for p in out.glob(".*.part")) == []
+        finally:
+            for process, *_ in runs:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
 
 
 def test_a_batch_too_large_for_memory_is_refused_with_the_estimate_and_the_way_out():
