@@ -2,9 +2,9 @@
 
     python benchmarks/models.py [--repeats 10] [--smoke]
 
-For each model: energy + forces on one rattled 64-atom Si cell, and
-one Adam step on a batch of 8 such cells with an energy + force loss. float32, jit-compiled, warmed
-up; medians (min–max) of ``--repeats`` calls. The SchNet-like baseline (3 interactions, 64 features,
+For each model: energy + forces on one rattled 64-atom Si cell (time, and XLA's own count of its floating-point
+operations), and one Adam step on a batch of 8 such cells with an energy + force loss. float32, jit-compiled,
+warmed up; medians (min–max) of ``--repeats`` calls. The SchNet-like baseline (3 interactions, 64 features,
 5 Å) is defined below on mlpkit's graph; NequIP-small is jax-md's (benchmarks/jaxmd_nequip.py).
 """
 
@@ -107,7 +107,14 @@ def time_model(energy, params, atoms, repeats: int):
     memory = step.lower(params, state, batch).compile().memory_analysis()
     memory_mib = (memory.temp_size_in_bytes + memory.output_size_in_bytes) / 2**20 if memory else float("nan")
     return (timed(lambda: forces(params, positions), repeats), timed(lambda: step(params, state, batch), max(5, repeats // 2)),
-            memory_mib)
+            memory_mib, compiled_flops(forces, params, positions))
+
+
+def compiled_flops(function, *args) -> float:
+    """Floating-point operations of one call of jitted ``function`` by XLA's cost analysis (NaN where it gives none)."""
+    costs = function.lower(*args).compile().cost_analysis()
+    costs = costs[0] if isinstance(costs, list) else costs  # a list of one dict in older jax
+    return float((costs or {}).get("flops", float("nan")))
 
 
 def main() -> None:
@@ -121,27 +128,29 @@ def main() -> None:
         "SchNet-like (baseline)": lambda: schnet_model(atoms),
         "mlpkit PaiNN": lambda: mlpkit_model(ModelConfig("painn"), atoms),
         "mlpkit DimeNet++": lambda: mlpkit_model(ModelConfig("dimenet++"), atoms),
+        "mlpkit MACE": lambda: mlpkit_model(ModelConfig("mace"), atoms),
+        "mlpkit MACE (quick: the study's)": lambda: mlpkit_model(ModelConfig("mace").quick(), atoms),
         "jax-md NequIP small (peer)": lambda: nequip_model(atoms),
     }
     if args.smoke:
         args.repeats = 2
         candidates = {
             "mlpkit PaiNN (quick)": lambda: mlpkit_model(ModelConfig("painn").quick(), atoms),
-            "mlpkit DimeNet++ (quick)": lambda: mlpkit_model(ModelConfig("dimenet++").quick(), atoms),
+            "mlpkit MACE (quick)": lambda: mlpkit_model(ModelConfig("mace").quick(), atoms),
         }
     print(f"# {cpu_name()}, {jax.devices()[0].platform}, jax {jax.__version__}; 64 Si atoms, Adam batch {BATCH}")
     baseline = None
     for name, build in candidates.items():
         energy, params = build()
-        (ef, ef_lo, ef_hi), (step, step_lo, step_hi), memory_mib = time_model(energy, params, atoms, args.repeats)
+        (ef, ef_lo, ef_hi), (step, step_lo, step_hi), memory_mib, flops = time_model(energy, params, atoms, args.repeats)
         if baseline is None:
             baseline = (name, ef, step, memory_mib)
             print(f"| model | parameters | E+F ms (min–max) | E+F µs per atom | × {name} | Adam step ms (min–max) "
-                  f"| × {name} | Adam step memory MiB | × {name} |")
-            print("|---|---|---|---|---|---|---|---|---|")
+                  f"| × {name} | Adam step memory MiB | × {name} | E+F MFLOP (XLA) |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| {name} | {parameter_count(params):,} | {ef:.2f} ({ef_lo:.2f}–{ef_hi:.2f}) | {ef * 1e3 / len(atoms):.1f} "
               f"| {ef / baseline[1]:.2f} | {step:.0f} ({step_lo:.0f}–{step_hi:.0f}) | {step / baseline[2]:.2f} "
-              f"| {memory_mib:.0f} | {memory_mib / baseline[3]:.2f} |", flush=True)
+              f"| {memory_mib:.0f} | {memory_mib / baseline[3]:.2f} | {flops / 1e6:.0f} |", flush=True)
 
 if __name__ == "__main__":
     main()

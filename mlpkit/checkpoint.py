@@ -18,7 +18,7 @@ from flax import traverse_util
 
 from mlpkit.errors import MlpkitError
 from mlpkit.fileio import archive_bytes, dataclass_from_dict, read_archive, write_bytes_atomic
-from mlpkit.models import ModelConfig, params_mismatch
+from mlpkit.models import ModelConfig, current_layout, params_mismatch
 from mlpkit.models.energy import Normalisation, ensemble_atom_energies, ensemble_evaluator, ensemble_potential
 from mlpkit.models.graph import ElementTable
 from mlpkit.potentials.base import Potential
@@ -115,7 +115,7 @@ def load_checkpoint(path, expect_config: ModelConfig | None = None) -> Checkpoin
     if expect_config is not None and expect_config != config:
         raise CheckpointError(f"{path}: holds model {config}, expected {expect_config}")
     flat = {name[len(PARAM_PREFIX):]: arrays[name] for name in arrays if name.startswith(PARAM_PREFIX)}
-    params = traverse_util.unflatten_dict(flat, sep="/")
+    params = current_layout(traverse_util.unflatten_dict(flat, sep="/"), config, len(table))
     problem = params_mismatch(params, config, len(table))
     if problem:
         raise CheckpointError(f"{path}: parameters do not match the stored model configuration: {problem}")

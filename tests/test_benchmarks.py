@@ -23,7 +23,7 @@ def test_sw_benchmark_smoke_prints_a_table_with_agreeing_energies():
     assert relative_difference < 1e-5
 
 
-def test_model_benchmark_smoke_times_both_architectures():
+def test_model_benchmark_smoke_times_painn_and_mace_and_counts_their_flops():
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "models.py"), "--smoke"], capture_output=True, text=True, check=True
     )
@@ -33,6 +33,8 @@ def test_model_benchmark_smoke_times_both_architectures():
         cells = row.split("|")
         force_ms, per_atom_us, step_ms = float(cells[3].split()[0]), float(cells[4]), float(cells[6].split()[0])
         assert 0 < force_ms < step_ms and per_atom_us == pytest.approx(force_ms * 1e3 / 64, rel=0.01, abs=0.06)
+    mace_mflop = float(rows[1].split("|")[10])
+    assert 100 < mace_mflop < 400, rows[1]  # quick MACE on 64 atoms: 312 MFLOP with a scalars-only last layer (433 before)
 
 
 def test_md_benchmark_smoke_times_every_potential_against_jax_md():

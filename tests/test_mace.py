@@ -44,6 +44,32 @@ def test_checkpoint_round_trip_predicts_bit_identically(tmp_path):
     assert load_checkpoint(path).config == model.config
 
 
+def test_the_last_layer_computes_scalars_only_and_older_checkpoints_load_without_its_unread_weights():
+    """The readout reads the last layer's scalars only, so that layer makes no vectors. The shipped sources were
+    written when it still did: loading drops exactly those weights (their energies are unchanged: test_pretrained
+    reproduces their recorded errors), and any other extra weight is still refused."""
+    from flax import traverse_util
+
+    from mlpkit.checkpoint import checkpoint_path
+    from mlpkit.models import current_layout, params_mismatch, parameter_shapes
+
+    config = ModelConfig("mace").quick()
+    names = set(parameter_shapes(config, 1))
+    outputs = [name for name in names if name.split("/")[2] in ("product_mix", "self_connection")]
+    assert not any(f"interaction_{config.layers - 1}/" in name and name.endswith("x1o") for name in outputs)
+    assert any("interaction_0/" in name and name.endswith("x1o") for name in outputs)  # earlier layers keep vectors
+    with np.load(checkpoint_path("pretrained:si_mace_sw")) as archive:
+        stored = {name.split("/", 1)[1] for name in archive.files if name.startswith("param")}
+    retired = {name for name in stored - names if name.split("/")[2] in ("product_mix", "self_connection")}
+    assert len(retired) == 2 and stored - names == retired  # the last layer's vector outputs, nothing else
+    shipped = load_checkpoint("pretrained:si_mace_sw")
+    assert set(traverse_util.flatten_dict(dict(shipped.params), sep="/")) == names
+    extra = traverse_util.flatten_dict(dict(shipped.params), sep="/")
+    extra["params/interaction_0/product_mix/w[9,9] 3x1o,32x1o"] = np.zeros((1, 3, 32), np.float32)
+    kept = current_layout(traverse_util.unflatten_dict(extra, sep="/"), config, 1)
+    assert "parameter names differ" in params_mismatch(kept, config, 1)
+
+
 def test_a_silicon_mace_starts_a_germanium_one(trained):
     germanium = load_dataset(sw_data_path("Ge", "training"))
     config = dataclasses.replace(QUICK_MACE, max_epochs=1)

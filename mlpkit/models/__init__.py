@@ -7,6 +7,7 @@ per-element shift and scale and turns it into a :class:`~mlpkit.potentials.Poten
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -113,13 +114,39 @@ def parameter_blocks(params):
     return jax.tree_util.tree_map_with_path(block, params)
 
 
+@functools.lru_cache(maxsize=16)
+def parameter_shapes(config: ModelConfig, n_elements: int) -> dict:
+    """"module/.../name" → shape and dtype of each parameter of ``config``'s model, without computing any: jax.eval_shape
+    traces the initialisation only (running it op by op compiles every operation of a MACE model on its own,
+    about 20 s on a laptop core, for each checkpoint loaded)."""
+    from flax import traverse_util
+
+    return traverse_util.flatten_dict(jax.eval_shape(lambda: init_params(config, n_elements, 0)), sep="/")
+
+
+def current_layout(stacked_params, config: ModelConfig, n_elements: int):
+    """``stacked_params`` in the layout of today's ``config`` model. A MACE checkpoint made while the last layer
+    still computed vector features, which nothing read, holds the weights of those outputs: they are dropped
+    (the energies are unchanged). Any other difference is left for :func:`params_mismatch` to report."""
+    from flax import traverse_util
+
+    if config.architecture != "mace":
+        return stacked_params
+    template = parameter_shapes(config, n_elements)
+    stored = traverse_util.flatten_dict(dict(stacked_params), sep="/")
+    last = f"params/interaction_{config.layers - 1}/"
+    retired = {name for name in stored if name not in template and name.startswith(last)
+               and name.split("/")[2] in ("product_mix", "self_connection") and name.endswith("x1o")}
+    if not retired:
+        return stacked_params
+    return traverse_util.unflatten_dict({name: leaf for name, leaf in stored.items() if name not in retired}, sep="/")
+
+
 def params_mismatch(stacked_params, config: ModelConfig, n_elements: int) -> str | None:
     """Why ``stacked_params`` (leading member axis) cannot be parameters of ``config``; None if they can."""
     from flax import traverse_util
 
-    # shapes only: jax.eval_shape traces the initialisation without running it (running it op by op compiles
-    # every operation of a MACE model on its own, about 20 s on a laptop core, for each checkpoint loaded)
-    template = traverse_util.flatten_dict(jax.eval_shape(lambda: init_params(config, n_elements, 0)), sep="/")
+    template = parameter_shapes(config, n_elements)
     stored = traverse_util.flatten_dict(dict(stacked_params), sep="/")
     if set(template) != set(stored):
         return f"parameter names differ (e.g. {sorted(set(template) ^ set(stored))[:3]})"
@@ -136,6 +163,6 @@ def parameter_count(params) -> int:
 
 
 __all__ = [
-    "ARCHITECTURES", "BLOCKS", "ModelConfig", "ElementTable", "Graph", "build_graph", "build_model", "init_params",
-    "parameter_blocks", "parameter_count", "params_mismatch",
+    "ARCHITECTURES", "BLOCKS", "ModelConfig", "ElementTable", "Graph", "build_graph", "build_model", "current_layout",
+    "init_params", "parameter_blocks", "parameter_count", "parameter_shapes", "params_mismatch",
 ]

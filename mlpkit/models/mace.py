@@ -6,7 +6,8 @@ Each atom carries C channels of irreducible features (scalars 0e and vectors 1o)
    by √n̄ for a typical neighbour count n̄ (so that A starts of order one);
 2. takes products within each channel: A, A⊗A and (A⊗A)⊗A, so one layer already holds up to four-body
    terms (correlation order 3), as ACE does, and A ⊗ h_i with the atom's own scalars and vectors;
-3. mixes those into the next features and adds a linear self-connection.
+3. mixes those into the next features and adds a linear self-connection. The last layer makes scalars only:
+   its readout reads nothing else, so its vector outputs (and the products that fed only them) are not computed.
 Messages carry only the neighbours' scalars, which makes the per-edge work an outer product rather than
 a Clebsch–Gordan product; vectors still carry directional information
 from layer to layer through the atom's own products. Every layer's scalars add an energy through a linear readout; the last one through a small MLP.
@@ -30,6 +31,7 @@ from mlpkit.models.graph import Graph, gather_neighbors, radial_features
 
 EDGE_L = "0e + 1o + 2e"  # spherical harmonics of the edge direction, and the irreps of the atomic basis A
 HIDDEN_L = "0e + 1o"  # irreps of each channel of the atom features between layers
+LAST_L = "0e"  # of the last layer's features: the readout reads scalars only
 
 
 @functools.cache
@@ -83,6 +85,7 @@ class MACEInteraction(nn.Module):
     average_neighbors: float
     radial_hidden: int
     vector_messages: bool
+    output_irreps: str = HIDDEN_L  # of each channel of the new features; the last layer's: "0e"
 
     @nn.compact
     def __call__(self, nodes: e3nn.IrrepsArray, edge_sh: e3nn.IrrepsArray, radial, graph: Graph):
@@ -100,10 +103,11 @@ class MACEInteraction(nn.Module):
         a = e3nn.flax.Linear(sh, channel_out=c, name="atomic_basis")(a)
         # products within each channel: A, A⊗A, (A⊗A)⊗A (up to four-body), and A ⊗ the atom's own features
         own = nodes.mul_to_axis(c)  # [N, C, irreps of one channel]
+        out = self.output_irreps
         a2 = coupled(a, a, EDGE_L)
-        a3 = coupled(a2, a, HIDDEN_L)
-        products = e3nn.concatenate([a.filter(HIDDEN_L), a2.filter(HIDDEN_L), a3, coupled(a, own, HIDDEN_L)], axis=-1)
-        hidden = e3nn.Irreps(HIDDEN_L) * c
+        a3 = coupled(a2, a, out)
+        products = e3nn.concatenate([a.filter(out), a2.filter(out), a3, coupled(a, own, out)], axis=-1)
+        hidden = e3nn.Irreps(out) * c
         update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products.regroup().axis_to_mul())
         return update + e3nn.flax.Linear(hidden, force_irreps_out=True, name="self_connection")(nodes)
 
@@ -152,12 +156,13 @@ class MACE(nn.Module):
         nodes = e3nn.IrrepsArray(f"{self.features}x0e", scalars)
         energy = jnp.zeros(scalars.shape[0], scalars.dtype)
         for layer in range(self.layers):
+            last = layer == self.layers - 1
             interaction = MACEInteraction(
                 self.features, self.average_neighbors, self.radial_hidden, self.vector_messages,
-                name=f"interaction_{layer}")
+                output_irreps=LAST_L if last else HIDDEN_L, name=f"interaction_{layer}")
             nodes = interaction(nodes, edge_sh, radial, graph)
             invariants = nodes.filter("0e").array  # [N, C]
-            if layer < self.layers - 1:
+            if not last:
                 energy = energy + nn.Dense(1, use_bias=False, name=f"readout_{layer}")(invariants)[:, 0]
             else:
                 self.sow("intermediates", "atom_features", invariants)  # read by models.energy.atom_features_fn
