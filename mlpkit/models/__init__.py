@@ -116,9 +116,9 @@ def parameter_blocks(params):
 
 @functools.lru_cache(maxsize=16)
 def parameter_shapes(config: ModelConfig, n_elements: int) -> dict:
-    """"module/.../name" → shape and dtype of each parameter of ``config``'s model, without computing any: jax.eval_shape
-    traces the initialisation only (running it op by op compiles every operation of a MACE model on its own,
-    about 20 s on a laptop core, for each checkpoint loaded)."""
+    """Shape and dtype of each parameter of ``config``'s model by its "params/module/.../name", without computing
+    any: jax.eval_shape traces the initialisation only (running it op by op compiles every operation of a MACE
+    model on its own, about 20 s on a laptop core, for each checkpoint loaded)."""
     from flax import traverse_util
 
     return traverse_util.flatten_dict(jax.eval_shape(lambda: init_params(config, n_elements, 0)), sep="/")
