@@ -44,8 +44,41 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that open atomic writes are cleaned up on the way out."""
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+REDELIVERY_S = 1.0  # how often a signal is sent again until the verb has caught it
+
+
+class _Interruption:
+    """The SIGINT and SIGTERM handlers while a verb runs: the first signal raises :class:`KeyboardInterrupt` or
+    :class:`Terminated` in the main thread. Python drops an exception raised where nothing can catch it (in a
+    ``__del__``, or in the garbage-collection callback JAX registers) with an "Exception ignored" traceback, and a
+    run once went on after its SIGTERM that way: so until :meth:`caught` the signal is sent again every second,
+    and :meth:`unraisable` keeps the dropped one off the terminal."""
+
+    def __init__(self, unraisablehook):
+        self.signum: int | None = None
+        self._caught = threading.Event()
+        self._unraisablehook = unraisablehook
+
+    def handle(self, signum, frame):
+        if self._caught.is_set():
+            return  # on the way out already
+        if self.signum is None:
+            self.signum = signum
+            threading.Thread(target=self._redeliver, daemon=True).start()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def caught(self) -> None:
+        self._caught.set()
+
+    def unraisable(self, unraisable) -> None:
+        """``sys.unraisablehook``: a dropped interruption is silent (it comes again), anything else as before."""
+        if not (unraisable.exc_type is not None and issubclass(unraisable.exc_type, (KeyboardInterrupt, Terminated))):
+            self._unraisablehook(unraisable)
+
+    def _redeliver(self) -> None:
+        while not self._caught.wait(REDELIVERY_S):
+            os.kill(os.getpid(), self.signum)
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,10 +260,11 @@ def _resume_hint(args) -> str:
 
 def _run(args) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    if in_main_thread and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # started in the background by a shell, which ignores SIGINT for us: `kill -INT` still stops cleanly
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    interruption, unraisablehook = _Interruption(sys.unraisablehook), sys.unraisablehook
+    previous = {}
+    if in_main_thread:  # also where a shell started this in the background with SIGINT ignored: `kill -INT` stops cleanly
+        previous = {signum: signal.signal(signum, interruption.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+        sys.unraisablehook = interruption.unraisable
     out = getattr(args, "out", None)
     made_out, finished = out is not None and not os.path.exists(out), False
     try:
@@ -244,13 +278,17 @@ def _run(args) -> int:
         print(f"mlpkit: error: {where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated) as signalled:
+        interruption.caught()
         kept = _resume_hint(args)
         print(f"mlpkit: interrupted{'; ' + kept if kept else ''}; run the same command again to "
               f"{'resume' if kept else 'start over'}", file=sys.stderr)
         return 143 if isinstance(signalled, Terminated) else 130
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        interruption.caught()
+        sys.unraisablehook = unraisablehook
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler installed outside Python, which cannot be put back
+                signal.signal(signum, handler)
         if made_out and not finished:
             remove_unused_folder(out)  # a refused or interrupted command leaves no empty --out folder behind
     return code

@@ -4,8 +4,10 @@ line that names the place and the way out."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import errno
+import gc
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ import pytest
 from ase import units
 
 from mlpkit.study import cache, cells
+from mlpkit import cli
 from mlpkit.cli import main
 from mlpkit.data import load_dataset, outlier_report, sw_data_path
 from mlpkit.errors import MlpkitError, TrainingError
@@ -315,6 +318,36 @@ def test_interrupted_runs_say_what_was_kept_and_never_crash_on_the_way_out(tmp_p
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_that_lands_in_a_gc_callback_still_stops_the_run(signum, capsys):
+    """JAX runs Python in every garbage collection (``gc.callbacks``); a signal handled there raises where Python
+    drops the exception ("Exception ignored"), and a training once ran on after its SIGTERM. Here the signal arrives
+    in such a callback: it comes again and stops the verb, with the signal's own status, within seconds."""
+    delivered = []
+
+    def callback(phase, info):
+        if not delivered:
+            delivered.append(time.monotonic())
+            os.kill(os.getpid(), signum)  # handled right here, inside the collection
+
+    def verb(args):  # work in Python with a collection of the youngest objects every 10 ms
+        until = time.monotonic() + 8
+        while time.monotonic() < until:
+            gc.collect(0)
+            busy_until = time.monotonic() + 0.01
+            while time.monotonic() < busy_until:
+                pass
+        return 0
+
+    gc.callbacks.append(callback)
+    try:
+        code = cli._run(argparse.Namespace(verb="check", run=verb))
+    finally:
+        gc.callbacks.remove(callback)
+    assert code == SIGNAL_CODES[signum] and time.monotonic() - delivered[0] < 2 + cli.REDELIVERY_S
+    assert capsys.readouterr().err == "mlpkit: interrupted; run the same command again to start over\n"  # no traceback
 
 
 def test_a_batch_too_large_for_memory_is_refused_with_the_estimate_and_the_way_out():
