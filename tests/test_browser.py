@@ -159,13 +159,16 @@ def run_training_panel_again(page) -> None:
 
 
 def run_training_panel_after_reload(page) -> None:
-    """Run pressed on the reloaded page: the restored plot takes the new run's lines (fading the one before)."""
+    """Run pressed on the reloaded page: the restored plot takes the new run's lines (fading the one before); then
+    Stop, which the reloaded page's button reaches too."""
     page.locator(".jupyter-widgets button", has_text="Run").first.click()
     page.wait_for_function(f"""() => {{
         const names = ({TRAINING_PLOT})().filter(t => t.x.length > 1).map(t => t.name);
         return names.includes('earlier: scratch (N=15)') && names.includes('scratch (N=15)');
     }}""", timeout=120_000)
+    page.locator(".jupyter-widgets button", has_text="Stop").first.click()
     page.evaluate(KERNEL_EXECUTE, "training.job.wait()")
+    page.wait_for_function("() => document.body.innerText.includes('stopped (results so far kept)')", timeout=60_000)
     for trace in page.evaluate(TRAINING_PLOT):
         assert trace["x"] == sorted(trace["x"]), f"{trace['name']} runs backwards: {trace['x']}"
 

@@ -39,7 +39,7 @@ class TutorialConfig:
     def quick(self) -> TutorialConfig:
         train = dataclasses.replace(self.train, max_epochs=12, patience_epochs=12)
         return dataclasses.replace(self, train=train, si_frames=24, si_epochs=4, ge_sizes=(5, 8, 12, 20), seeds=(0,),
-                                   md_chunks=25, vibration_ps=2.0)  # 0.5 ps: long enough for a scratch model to fail
+                                   md_chunks=25, vibration_ps=1.0)  # 0.5 ps: long enough for a scratch model to fail
 
 
 def mode_line() -> str:
