@@ -116,3 +116,16 @@ def test_active_learning_benchmark_smoke_prints_both_curves_from_one_start():
     first_active, first_random = (float(cell.split("±")[0]) for cell in rows[0][2:4])
     assert first_active == first_random and float(rows[0][4]) == 1.0  # the same committee before any label
     assert all(0 < float(cell.split("±")[0]) < 3 for row in rows for cell in row[2:4])
+
+
+def test_mace_product_benchmark_smoke_gives_the_dense_numbers_with_fewer_flops(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import mace_product
+
+    mace_product.main(["--smoke"])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| A")
+            or line.startswith("| (A")]
+    assert len(rows) == 2, rows
+    for row in rows:
+        dense_mflop, sparse_mflop, difference = float(row[7]), float(row[8]), float(row[10])
+        assert sparse_mflop < 0.25 * dense_mflop and difference < 1e-5  # the same products, a fraction of the work
