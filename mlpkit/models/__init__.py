@@ -16,10 +16,9 @@ import numpy as np
 from mlpkit.errors import MlpkitError
 from mlpkit.models.dimenet import DimeNetPP
 from mlpkit.models.graph import ElementTable, Graph, build_graph
-from mlpkit.models.mace import MACE
 from mlpkit.models.painn import PaiNN
 
-ARCHITECTURES = {"painn": PaiNN, "dimenet++": DimeNetPP, "mace": MACE}
+ARCHITECTURES = ("painn", "dimenet++", "mace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,15 @@ def build_model(config: ModelConfig, n_elements: int):
     if config.architecture == "mace":
         common.update(average_neighbors=config.average_neighbors, radial_hidden=config.radial_hidden,
                       vector_messages=config.vector_messages)
-    return ARCHITECTURES[config.architecture](**common)
+    return _module_class(config.architecture)(**common)
+
+
+def _module_class(architecture: str):
+    if architecture == "mace":  # imported where one is built: e3nn-jax takes a third of mlpkit's import time
+        from mlpkit.models.mace import MACE
+
+        return MACE
+    return {"painn": PaiNN, "dimenet++": DimeNetPP}[architecture]
 
 
 def _placeholder_graph() -> Graph:
