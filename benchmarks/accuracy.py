@@ -49,10 +49,7 @@ VARIANTS = {
     "plateau-1e-2": lambda c: dataclasses.replace(c, schedule="plateau", learning_rate=1e-2),
     "late-stage": lambda c: dataclasses.replace(c, late_weights=LossWeights(energy=10.0, forces=1.0, virial=c.weights.virial),
                                                 late_fraction=0.25, late_learning_rate=1e-3),
-    "mace-recipe": lambda c: dataclasses.replace(
-        c, optimiser="amsgrad", weight_decay=5e-7, schedule="plateau", learning_rate=1e-2, batch_size=4,
-        weights=LossWeights(energy=1.0, forces=100.0, virial=1.0), late_weights=LossWeights(energy=1000.0, forces=100.0, virial=1.0),
-        late_fraction=0.25, late_learning_rate=1e-3),
+    "mace-recipe": lambda c: c.mace_recipe(),
 }
 
 

@@ -77,6 +77,7 @@ def train_command(args) -> None:
     config = TrainConfig(model=ModelConfig(args.model), seeds=tuple(range(args.seed, args.seed + args.ensemble)),
                          data_seed=args.data_seed, float64=args.float64)
     config = config.quick() if args.quick else config
+    config = config.mace_recipe() if args.recipe == "mace" else config
     model_sizes = {"features": args.features, "layers": args.layers, "radial_basis": args.radial_basis}
     config = dataclasses.replace(
         config,

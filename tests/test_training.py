@@ -3,7 +3,9 @@ member k of a vmapped ensemble is the model trained alone with seed k."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 
 import jax
 import numpy as np
@@ -12,6 +14,7 @@ from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.calculator import MLPCalculator
+from mlpkit.cli import main
 from mlpkit.data import load_dataset, select_where, sw_data_path, train_val_split
 from mlpkit.data.dataset import concatenate, from_frames
 from mlpkit.errors import MlpkitError
@@ -123,6 +126,21 @@ def test_the_mace_recipe_trains_and_an_interrupted_run_resumes_to_the_same_rates
     assert [m["learning_rate"] for m in resumed.history] == [m["learning_rate"] for m in whole.history]
     same = jax.tree_util.tree_map(np.array_equal, whole.checkpoint.params, resumed.checkpoint.params)
     assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_train_with_the_mace_recipe_records_it_and_a_flag_overrides_its_part(tmp_path):
+    """``mlpkit train --recipe mace`` trains with mace-torch's settings (recorded with the run, and the late stage at
+    its own rate in the history); an explicit ``--learning-rate`` replaces the recipe's."""
+    args = ["train", "--data", "sw:Si", "--model", "painn", "--features", "8", "--layers", "1", "--epochs", "4",
+            "--max-frames", "8", "--no-progress", "--recipe", "mace"]
+    assert main([*args, "--learning-rate", "5e-3", "--out", str(tmp_path / "run")]) == 0
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["inputs"]["config"]
+    assert config["optimiser"] == "amsgrad" and config["schedule"] == "plateau" and config["weight_decay"] == 5e-7
+    assert config["batch_size"] == 4 and config["weights"]["forces"] == 100.0 and config["late_weights"]["energy"] == 1000.0
+    assert config["learning_rate"] == 5e-3  # the flag, not the recipe's 1e-2
+    with open(tmp_path / "run" / "history.csv") as stream:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(stream)]
+    assert rates[-1] == 1e-3 and 0 < max(rates[:-1]) <= 5e-3  # warming up to the flag's rate, then the late stage's
 
 
 def test_recipe_settings_are_checked_and_keyed_only_when_set():
