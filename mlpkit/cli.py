@@ -80,7 +80,6 @@ class _Interruption:
             os.kill(os.getpid(), self.signum)
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlpkit", description="mlpkit: machine-learning interatomic potentials, Si → Ge transfer learning.")
     verbs = parser.add_subparsers(dest="verb", required=True)
