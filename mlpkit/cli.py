@@ -48,18 +48,33 @@ REDELIVERY_S = 1.0  # how often a signal is sent again until the verb has caught
 
 
 class _Interruption:
-    """The SIGINT and SIGTERM handlers while a verb runs: the first signal raises :class:`KeyboardInterrupt` or
-    :class:`Terminated` in the main thread. Python drops an exception raised where nothing can catch it (in a
-    ``__del__``, or in the garbage-collection callback JAX registers) with an "Exception ignored" traceback, and a
-    run once went on after its SIGTERM that way: so until :meth:`caught` the signal is sent again every second,
-    and :meth:`unraisable` keeps the dropped one off the terminal."""
+    """The SIGINT and SIGTERM handlers while a verb runs in the main thread (installed here, put back by
+    :meth:`restore`; also where a shell started the process in the background with SIGINT ignored, so `kill -INT`
+    stops it cleanly). The first signal raises :class:`KeyboardInterrupt` or :class:`Terminated`. Python drops an
+    exception raised where nothing can catch it (in a ``__del__``, or in the garbage-collection callback JAX
+    registers) with an "Exception ignored" traceback, and a run once went on after its SIGTERM that way: so until
+    :meth:`caught` the signal is sent again every second, and the dropped one is kept off the terminal."""
 
-    def __init__(self, unraisablehook):
+    def __init__(self):
         self.signum: int | None = None
         self._caught = threading.Event()
-        self._unraisablehook = unraisablehook
+        self._previous_hook = sys.unraisablehook
+        self._previous_handlers = {}
+        if threading.current_thread() is threading.main_thread():  # signal handlers live only there
+            self._previous_handlers = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+            sys.unraisablehook = self._unraisable
 
-    def handle(self, signum, frame):
+    def caught(self) -> None:
+        self._caught.set()
+
+    def restore(self) -> None:
+        self.caught()
+        sys.unraisablehook = self._previous_hook
+        for signum, handler in self._previous_handlers.items():
+            if handler is not None:  # None: a handler installed outside Python, which cannot be put back
+                signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
         if self._caught.is_set():
             return  # on the way out already
         if self.signum is None:
@@ -67,13 +82,9 @@ class _Interruption:
             threading.Thread(target=self._redeliver, daemon=True).start()
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    def caught(self) -> None:
-        self._caught.set()
-
-    def unraisable(self, unraisable) -> None:
-        """``sys.unraisablehook``: a dropped interruption is silent (it comes again), anything else as before."""
+    def _unraisable(self, unraisable) -> None:
         if not (unraisable.exc_type is not None and issubclass(unraisable.exc_type, (KeyboardInterrupt, Terminated))):
-            self._unraisablehook(unraisable)
+            self._previous_hook(unraisable)
 
     def _redeliver(self) -> None:
         while not self._caught.wait(REDELIVERY_S):
@@ -262,12 +273,7 @@ def _resume_hint(args) -> str:
 
 
 def _run(args) -> int:
-    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
-    interruption, unraisablehook = _Interruption(sys.unraisablehook), sys.unraisablehook
-    previous = {}
-    if in_main_thread:  # also where a shell started this in the background with SIGINT ignored: `kill -INT` stops cleanly
-        previous = {signum: signal.signal(signum, interruption.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
-        sys.unraisablehook = interruption.unraisable
+    interruption = _Interruption()
     out = getattr(args, "out", None)
     made_out, finished = out is not None and not os.path.exists(out), False
     try:
@@ -287,11 +293,7 @@ def _run(args) -> int:
               f"{'resume' if kept else 'start over'}", file=sys.stderr)
         return 143 if isinstance(signalled, Terminated) else 130
     finally:
-        interruption.caught()
-        sys.unraisablehook = unraisablehook
-        for signum, handler in previous.items():
-            if handler is not None:  # None: a handler installed outside Python, which cannot be put back
-                signal.signal(signum, handler)
+        interruption.restore()
         if made_out and not finished:
             remove_unused_folder(out)  # a refused or interrupted command leaves no empty --out folder behind
     return code
