@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="NVT temperatures in K (default 300 605 1089 1816.5: up to 1.5 × Ge's melting point)")
     stability.add_argument("--duration-fs", type=float, help="MD length per replica (default 10000; 250 with --quick)")
     stability.add_argument("--replicas", type=int, help="MD seeds per cell and temperature (default 4; 2 with --quick)")
-    stability.add_argument("--sizes", type=int, nargs="+", help="only these Ge set sizes of the study (default: all)")
+    stability.add_argument("--sizes", type=int, nargs="+", help="only these Ge set sizes of the study, 0 = the largest (default: all)")
     stability.add_argument("--inits", nargs="+", help="only these initialisations of the study (default: all)")
     stability.add_argument("--quick", action="store_true",
                            help="605 and 1816.5 K, 2 replicas, 0.25 ps, the smallest and largest Ge set: minutes on a CPU")

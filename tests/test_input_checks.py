@@ -195,3 +195,13 @@ def test_a_results_table_cut_at_a_row_end_is_not_read_as_a_smaller_study(finishe
 def test_train_checks_the_test_sets_elements_before_training(tmp_path, capsys):
     assert main([*TINY_TRAIN, "--test", "sw:Ge:test", "--out", str(tmp_path)]) == 2
     assert "--test set sw:Ge:test" in capsys.readouterr().err and not (tmp_path / "model.npz").exists()
+
+
+def test_stability_sizes_take_0_for_the_largest_set_and_refuse_a_size_the_study_lacks(finished_study):
+    from mlpkit.md.stability_grid import study_cells
+
+    study, rows = finished_study
+    largest = max(row["size"] for row in rows)
+    assert {size for size, _ in study_cells(study, sizes=(0,))} == {largest}
+    with pytest.raises(MlpkitError, match=rf"no runs with \[997\] Ge frames; its sizes are \[.*{largest}\] \(0: the largest\)"):
+        study_cells(study, sizes=(largest, 997))

@@ -63,6 +63,7 @@ def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list
         raise MlpkitError(f"{path} not found: the stability map reads a study written by `mlpkit study`")
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
+    sizes = _wanted_sizes(path, rows, sizes)
     cells: dict[tuple[int, str], list[Path]] = {}
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         try:
@@ -80,6 +81,22 @@ def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list
         for checkpoint in checkpoints:
             finished_record(checkpoint.parent)
     return cells
+
+
+def _wanted_sizes(path: Path, rows: list[dict], sizes) -> set[int] | None:
+    """The requested Ge set sizes, 0 standing for the study's largest (as in ``mlpkit study --sizes``); a size the
+    study does not have is refused instead of silently skipped."""
+    if sizes is None:
+        return None
+    try:
+        present = {int(row["size"]) for row in rows}
+    except (KeyError, TypeError, ValueError):
+        return set(sizes)  # the row loop names the bad line
+    wanted = {max(present, default=0) if size == 0 else size for size in sizes}
+    missing = sorted(wanted - present)
+    if missing:
+        raise MlpkitError(f"{path} has no runs with {missing} Ge frames; its sizes are {sorted(present)} (0: the largest)")
+    return wanted
 
 
 def _check_row_count(path: Path, count: int) -> None:
