@@ -221,7 +221,7 @@ def run_all_cells(page, stop_at: str | None = None) -> None:
     if stop_at is not None:
         page.wait_for_function("text => document.body.innerText.includes(text)", arg=stop_at, timeout=RUN_TIMEOUT_S * 1000)
         page.locator(".jupyter-widgets button", has_text="Stop").first.click()
-    page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=2000)
+    page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=500)
     page.wait_for_timeout(3000)  # let the last widget messages render
 
 

@@ -106,9 +106,10 @@ def study_script(tmp_path_factory) -> Path:
 
 def test_killed_study_resumes_to_the_uninterrupted_results(tmp_path, study_script):
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    finish([str(study_script), str(reference)])
+    uninterrupted = start([str(study_script), str(reference)])  # beside the run that is killed, on the other core
     kill_when(start([str(study_script), str(resumed)]), lambda: any((resumed / "runs").glob("*/done.json")))
     assert not (resumed / "results.csv").exists() or len(results_without_times(resumed)) < 2
     finish([str(study_script), str(resumed)])
+    assert uninterrupted.wait(TIMEOUT_S) == 0, uninterrupted.stderr.read().decode()[-2000:]
     assert results_without_times(resumed) == results_without_times(reference)
     assert leftovers(resumed) == []

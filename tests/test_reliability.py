@@ -291,12 +291,13 @@ def signal_when_kept(runs: list[tuple[subprocess.Popen, Path, str, int, float]])
 
 
 def test_interrupted_runs_say_what_was_kept_and_never_crash_on_the_way_out(tmp_path):
-    """18 MD runs and 2 trainings, SIGINT or SIGTERM at a different moment of the work each: every one exits with
+    """14 MD runs and 2 trainings, SIGINT or SIGTERM at a different moment of the work each: every one exits with
     the signal's own status and one line saying what is kept, never a segfault or an abort while XLA's threads
     shut down, and leaves no partial file. Four run at a time (a signal lands while the others load the CPU)."""
     md = (MD_ARGS + ["--steps", "1000000"], "state.npz", "the last finished chunk is kept in {out}/state.npz")
     train = (TRAIN_ARGS, "model.resume.npz", "the last finished epoch is kept in {out}/model.resume.npz")
-    cases = [train] + [md] * 10 + [train] + [md] * 8  # the trainings get SIGINT and SIGTERM
+    # the trainings get SIGINT and SIGTERM; the MD runs every (signal, delay) pair of the loop below once
+    cases = [train] + [md] * 10 + [train] + [md] * 4
     signals = [signal.SIGINT, signal.SIGTERM]
     for start in range(0, len(cases), 4):
         runs = []
