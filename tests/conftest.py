@@ -31,22 +31,26 @@ CACHE_SETTINGS = {"JAX_COMPILATION_CACHE_DIR": "jax_compilation_cache_dir",
 
 
 def pytest_configure(config):
-    """One XLA compilation cache for the whole run: the CLI subprocesses, the notebook kernels and this process
-    compile the same small models over and over (a killed-and-resumed training test takes 64 s with it
-    instead of 94 s on one core). Fresh for each run, so that no run is timed on another's programs; a cache
-    already named in the environment is used as it is."""
-    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
-        return
-    config.own_xla_cache = tempfile.mkdtemp(prefix="mlpkit-tests-xla-cache-")
-    values = {"JAX_COMPILATION_CACHE_DIR": config.own_xla_cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1"}
-    for variable, value in values.items():
-        os.environ[variable] = value  # inherited by every process a test starts
-        jax.config.update(CACHE_SETTINGS[variable], float(value) if "TIME" in variable else value)
+    """One XLA compilation cache and one DFT label cache for the whole run: the CLI subprocesses, the notebook
+    kernels and this process compile the same small models over and over (a killed-and-resumed training test
+    takes 64 s with it instead of 94 s on one core), and the oracle's tests, benchmarks and notebook label some of
+    the same cells. Fresh for each run, so that no run is timed on another's programs or labels and the user's
+    own label cache is left alone; a cache already named in the environment is used as it is."""
+    config.own_caches = []
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        config.own_caches.append(tempfile.mkdtemp(prefix="mlpkit-tests-xla-cache-"))
+        values = {"JAX_COMPILATION_CACHE_DIR": config.own_caches[-1], "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1"}
+        for variable, value in values.items():
+            os.environ[variable] = value  # inherited by every process a test starts
+            jax.config.update(CACHE_SETTINGS[variable], float(value) if "TIME" in variable else value)
+    if "MLPKIT_CACHE_DIR" not in os.environ:  # read by mlpkit.oracle.default_cache_dir at each label
+        config.own_caches.append(tempfile.mkdtemp(prefix="mlpkit-tests-cache-"))
+        os.environ["MLPKIT_CACHE_DIR"] = config.own_caches[-1]
 
 
 def pytest_unconfigure(config):
-    if getattr(config, "own_xla_cache", None):
-        shutil.rmtree(config.own_xla_cache, ignore_errors=True)
+    for folder in getattr(config, "own_caches", []):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
