@@ -40,7 +40,7 @@ def _run_smoke(script: str, out: Path) -> Smoke:
 @pytest.fixture(scope="module")
 def started(request, tmp_path_factory):
     """script → the future of its :class:`Smoke`, for every script a selected test of this module marks."""
-    marks = (item.get_closest_marker("benchmark") for item in request.session.items if item.module is request.module)
+    marks = (item.get_closest_marker("benchmark") for item in request.session.items if item.path == request.path)
     wanted = {mark.args[0] for mark in marks if mark is not None}
     with ThreadPoolExecutor(2) as lanes:
         yield {script: lanes.submit(_run_smoke, script, tmp_path_factory.mktemp(Path(script).stem))
