@@ -86,12 +86,14 @@ def train_command(args) -> None:
                              "optimiser": args.optimiser, "weight_decay": args.weight_decay,
                              "schedule": args.schedule}.items() if v is not None},
     )
-    if args.late_learning_rate is not None and args.late_energy_weight is None:
-        raise MlpkitError("--late-learning-rate sets the rate of a late stage: give that stage with --late-energy-weight")
     if args.late_energy_weight is not None:
-        late = dataclasses.replace(config.weights, energy=args.late_energy_weight)
-        config = dataclasses.replace(config, late_weights=late, late_fraction=args.late_fraction,
-                                     late_learning_rate=args.late_learning_rate)
+        config = dataclasses.replace(config, late_weights=dataclasses.replace(config.weights, energy=args.late_energy_weight))
+    late_stage = {k: v for k, v in {"late_fraction": args.late_fraction, "late_learning_rate": args.late_learning_rate}.items()
+                  if v is not None}
+    if late_stage and config.late_weights is None:
+        raise MlpkitError("--late-fraction and --late-learning-rate shape a late stage: give that stage with "
+                          "--late-energy-weight (or take MACE's with --recipe mace)")
+    config = dataclasses.replace(config, **late_stage)  # the flags replace only the parts they name
     dataset = _resolve_data(args.data)
     if args.validation:
         train_set, validation_set = dataset, _resolve_data(args.validation)
