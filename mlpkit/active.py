@@ -147,7 +147,7 @@ def committee(source: Checkpoint, labelled: Dataset | None, config: ActiveConfig
     the validation frames that choose the best state), or before any label the transferred starts themselves."""
     if labelled is None or len(labelled) == 0:
         start = transferred(source, transfer)
-        return dataclasses.replace(start, params=member_starts(start.params, config.members, config.member_spread, seed))
+        return dataclasses.replace(start, params=member_starts(start.params, range(config.members), config.member_spread, seed))
     batch_size = min(4, len(labelled))
     epochs = math.ceil(config.steps / math.ceil(len(labelled) / batch_size))
     train_config = TrainConfig(model=source.config, seeds=tuple(range(config.members)), data_seed=seed, batch_size=batch_size,

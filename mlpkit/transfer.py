@@ -90,9 +90,11 @@ def transferred(source: Checkpoint, transfer: TransferConfig) -> Checkpoint:
     return dataclasses.replace(source, table=source.table.remapped(mapping), normalisation=normalisation)
 
 
-def member_starts(params, n_members: int, spread: float = 0.0, seed: int = 0):
-    """``n_members`` stacked starting trees from a K-member stack: member i from source member i mod K, each leaf
-    moved by Gaussian noise of ``spread`` times that leaf's root-mean-square value (seed ``seed + i``).
+def member_starts(params, seeds, spread: float = 0.0, seed: int = 0):
+    """One stacked starting tree per training seed from a K-member stack: the member of seed s starts from source
+    member s mod K (so the independent draws of a study, one seed each, start from different members, and member k
+    of an ensemble starts where a run of seed k alone does), each leaf moved by Gaussian noise of ``spread`` times
+    that leaf's root-mean-square value (seed ``seed + i`` for the i-th member).
 
     With ``spread`` 0 the members of a one-member source are identical and stay so in training (same data, same
     batches); a small spread gives a committee whose disagreement shows where the target data do not yet decide.
@@ -100,7 +102,9 @@ def member_starts(params, n_members: int, spread: float = 0.0, seed: int = 0):
     if not 0 <= spread < np.inf:
         raise MlpkitError(f"the members' spread must be a finite number ≥ 0, got {spread}")
     ensemble_size = jax.tree_util.tree_leaves(params)[0].shape[0]
-    stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[np.arange(n_members) % ensemble_size], params)
+    rows = np.asarray(seeds, dtype=int) % ensemble_size
+    n_members = len(rows)
+    stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[rows], params)
     if spread == 0:
         return stacked
     leaves, structure = jax.tree_util.tree_flatten(stacked)
@@ -112,7 +116,7 @@ def member_starts(params, n_members: int, spread: float = 0.0, seed: int = 0):
     return jax.tree_util.tree_unflatten(structure, moved)
 
 
-def transferred_start(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, n_members: int,
+def transferred_start(source: Checkpoint, train_set: Dataset, transfer: TransferConfig, seeds,
                       spread: float = 0.0, seed: int = 0):
     """(element table, normalisation, stacked initial parameters) of the target model; the members as
     :func:`member_starts` makes them from the source's.
@@ -124,7 +128,7 @@ def transferred_start(source: Checkpoint, train_set: Dataset, transfer: Transfer
     if transfer.refit_normalisation:
         fitted = fit_normalisation(train_set, table)
         normalisation = dataclasses.replace(normalisation, shift_ev=fitted.shift_ev, scale_ev=fitted.scale_ev)
-    return table, normalisation, member_starts(source.params, n_members, spread, seed)
+    return table, normalisation, member_starts(source.params, seeds, spread, seed)
 
 
 def fine_tune(
@@ -144,7 +148,7 @@ def fine_tune(
     if transfer.learning_rate is not None:
         changes["learning_rate"] = transfer.learning_rate
     config = dataclasses.replace(config, **changes)
-    table, normalisation, params = transferred_start(source, train_set, transfer, len(config.seeds), spread, config.data_seed)
+    table, normalisation, params = transferred_start(source, train_set, transfer, config.seeds, spread, config.data_seed)
     return train(
         train_set, validation_set, config,
         table=table, normalisation=normalisation, initial_params=params, **train_options,

@@ -43,20 +43,22 @@ def silicon_model():
 
 def test_the_transferred_start_copies_the_source_and_renames_the_element_row(germanium):
     source = random_checkpoint("painn", members=2)
-    table, normalisation, params = transferred_start(source, germanium.first(10), TransferConfig(), n_members=3)
+    table, normalisation, params = transferred_start(source, germanium.first(10), TransferConfig(), seeds=(0, 1, 2))
     assert table.symbols == ("Ge",)
     for leaf_source, leaf_target in zip(jax.tree_util.tree_leaves(source.params), jax.tree_util.tree_leaves(params)):
-        assert np.array_equal(leaf_target, leaf_source[[0, 1, 0]])  # member i from source member i mod 2
+        assert np.array_equal(leaf_target, leaf_source[[0, 1, 0]])  # seed s from source member s mod 2
+    _, _, draw_two = transferred_start(source, germanium.first(10), TransferConfig(), seeds=(1,))  # a study's draw 1
+    assert all(np.array_equal(a[0], b[1]) for a, b in zip(jax.tree_util.tree_leaves(draw_two), jax.tree_util.tree_leaves(source.params)))
     assert normalisation == fit_normalisation(germanium.first(10), table)
     counts, energies = germanium.first(10).n_atoms, germanium.first(10).energy_ev
     assert normalisation.shift_ev[0] == pytest.approx(np.sum(energies * counts) / np.sum(counts**2), rel=1e-9)  # least squares
-    _, kept, _ = transferred_start(source, germanium.first(10), TransferConfig.plain(), n_members=1)
+    _, kept, _ = transferred_start(source, germanium.first(10), TransferConfig.plain(), seeds=(0,))
     assert kept == source.normalisation
 
 
 def test_spread_member_starts_differ_by_the_asked_fraction_of_each_weight_and_repeat_with_their_seed():
     source = random_checkpoint("painn", members=1)
-    starts = member_starts(source.params, 3, spread=0.05, seed=7)
+    starts = member_starts(source.params, range(3), spread=0.05, seed=7)
     assert jax.tree_util.tree_structure(starts) == jax.tree_util.tree_structure(source.params)
     for original, moved in zip(jax.tree_util.tree_leaves(source.params), jax.tree_util.tree_leaves(starts)):
         rms = np.sqrt(np.mean(np.square(original)))
@@ -64,12 +66,12 @@ def test_spread_member_starts_differ_by_the_asked_fraction_of_each_weight_and_re
         if rms > 0 and original.size > 50:
             assert np.sqrt(np.mean(np.square(change))) == pytest.approx(0.05 * rms, rel=0.25)
             assert not np.allclose(change[0], change[1])
-    again = member_starts(source.params, 3, spread=0.05, seed=7)
+    again = member_starts(source.params, range(3), spread=0.05, seed=7)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(starts), jax.tree_util.tree_leaves(again)))
-    copies = member_starts(source.params, 2)
+    copies = member_starts(source.params, (0, 1))
     assert all(np.array_equal(leaf[0], leaf[1]) for leaf in jax.tree_util.tree_leaves(copies))  # no spread: identical members
     with pytest.raises(MlpkitError, match="spread"):
-        member_starts(source.params, 2, spread=-0.1)
+        member_starts(source.params, (0, 1), spread=-0.1)
 
 
 def test_a_silicon_model_describes_germanium_better_than_a_random_one(silicon_model, germanium):
@@ -97,7 +99,7 @@ def test_fine_tuning_keeps_frozen_blocks_and_refuses_another_architecture(silico
 def test_transfer_with_length_scaling_copies_only_the_parameters_and_scales_the_geometry(germanium):
     source = random_checkpoint("painn", members=2)
     transfer = TransferConfig().with_length_scaling("sw")
-    table, normalisation, params = transferred_start(source, germanium.first(10), transfer, n_members=2)
+    table, normalisation, params = transferred_start(source, germanium.first(10), transfer, seeds=(0, 1))
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(source.params)  # nothing added or dropped
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(source.params)))
     assert table.symbols == ("Ge",) and source.table.symbols == ("Si",)  # the one element row, renamed
