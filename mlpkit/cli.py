@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="mace: mace-torch's training recipe (AMSGrad, rate 1e-2 reduced on plateaus, batch 4, forces "
                           "weighted 100, a late energy stage); lower errors per CPU-minute on the DFT data. The flags "
                           "below override its parts")
+    fit.add_argument("--virial-weight", type=float,
+                     help="weight of the virial (stress) term of the loss in every stage (default 0.1 against forces 1; "
+                          "1 against forces 100 with --recipe mace): raise it when elastic constants matter")
     fit.add_argument("--late-energy-weight", type=float,
                      help="energy weight of a late training stage (the loss weighs energies 1 and forces 1 before it)")
     fit.add_argument("--late-fraction", type=float, help="share of the epochs the late stage takes (default 0.2; 0.25 with --recipe mace)")

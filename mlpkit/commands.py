@@ -88,6 +88,10 @@ def train_command(args) -> None:
     )
     if args.late_energy_weight is not None:
         config = dataclasses.replace(config, late_weights=dataclasses.replace(config.weights, energy=args.late_energy_weight))
+    if args.virial_weight is not None:
+        config = dataclasses.replace(config, **{name: dataclasses.replace(weights, virial=args.virial_weight) for name, weights
+                                                in (("weights", config.weights), ("late_weights", config.late_weights))
+                                                if weights is not None})
     late_stage = {k: v for k, v in {"late_fraction": args.late_fraction, "late_learning_rate": args.late_learning_rate}.items()
                   if v is not None}
     if late_stage and config.late_weights is None:

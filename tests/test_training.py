@@ -131,16 +131,18 @@ def test_the_mace_recipe_trains_and_an_interrupted_run_resumes_to_the_same_rates
 def test_train_with_the_mace_recipe_records_it_and_a_flag_overrides_its_part(tmp_path, capsys):
     """``mlpkit train --recipe mace`` trains with mace-torch's settings (recorded with the run, and the late stage at
     its own rate in the history); an explicit ``--learning-rate`` or ``--late-fraction`` replaces only that part of
-    the recipe. Without a late stage, the late stage's flags are refused."""
+    the recipe, ``--virial-weight`` the virial weight of both stages. Without a late stage, the late stage's flags are refused."""
     args = ["train", "--data", "sw:Si", "--model", "painn", "--features", "8", "--layers", "1", "--epochs", "4",
             "--max-frames", "8", "--no-progress", "--recipe", "mace"]
     assert main([*args[:-2], "--late-fraction", "0.5", "--out", str(tmp_path / "refused")]) == 2
     assert "give that stage with --late-energy-weight" in capsys.readouterr().err
-    assert main([*args, "--learning-rate", "5e-3", "--late-fraction", "0.5", "--out", str(tmp_path / "run")]) == 0
+    assert main([*args, "--learning-rate", "5e-3", "--late-fraction", "0.5", "--virial-weight", "10", "--out",
+                 str(tmp_path / "run")]) == 0
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["inputs"]["config"]
     assert config["optimiser"] == "amsgrad" and config["schedule"] == "plateau" and config["weight_decay"] == 5e-7
     assert config["batch_size"] == 4 and config["weights"]["forces"] == 100.0 and config["late_weights"]["energy"] == 1000.0
     assert config["learning_rate"] == 5e-3  # the flag, not the recipe's 1e-2
+    assert config["weights"]["virial"] == config["late_weights"]["virial"] == 10.0  # both stages, the rest kept
     assert config["late_fraction"] == 0.5 and config["late_learning_rate"] == 1e-3  # the flag, and the recipe's rate
     with open(tmp_path / "run" / "history.csv") as stream:
         rates = [float(row["learning_rate"]) for row in csv.DictReader(stream)]
