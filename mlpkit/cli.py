@@ -133,10 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--layers", type=int, help="message-passing layers (default 3; 2 with --quick)")
     fit.add_argument("--radial-basis", type=int, help="radial basis functions (default 8)")
     fit.add_argument("--float64", action="store_true")
-    fit.add_argument("--recipe", choices=["default", "mace"], default="default",
+    fit.add_argument("--recipe", choices=["default", "mace"],
                      help="mace: mace-torch's training recipe (AMSGrad, rate 1e-2 reduced on plateaus, batch 4, forces "
-                          "weighted 100, a late energy stage); lower errors per CPU-minute on the DFT data. The flags "
-                          "below override its parts")
+                          "weighted 100, a late energy stage), lower errors per CPU-minute on the DFT data; default: Adam "
+                          "with a decaying rate. Unset: mace for the MACE model, default for the others. The flags below "
+                          "override its parts")
     fit.add_argument("--virial-weight", type=float,
                      help="weight of the virial (stress) term of the loss in every stage (default 0.1 against forces 1; "
                           "1 against forces 100 with --recipe mace): raise it when elastic constants matter")

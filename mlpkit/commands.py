@@ -61,23 +61,17 @@ def _resolve_data(spec: str):
     return load_dataset(regular_file(spec, "data"))
 
 
-def train_command(args) -> None:
+def train_config(args):
+    """The :class:`~mlpkit.training.TrainConfig` that ``mlpkit train``'s flags ask for."""
     import dataclasses
 
-    from mlpkit.data import outlier_report, shuffled, train_val_split
-    from mlpkit.data.outliers import describe
-    from mlpkit.errors import DataError
-    from mlpkit.fileio import locked_folder, writable_folder
-    from mlpkit.models.graph import ElementTable
     from mlpkit.training import TrainConfig
 
-    out = writable_folder(args.out)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise MlpkitError(f"--max-frames must be at least 1, got {args.max_frames}")
     config = TrainConfig(model=ModelConfig(args.model), seeds=tuple(range(args.seed, args.seed + args.ensemble)),
                          data_seed=args.data_seed, float64=args.float64)
     config = config.quick() if args.quick else config
-    config = config.mace_recipe() if args.recipe == "mace" else config
+    recipe = args.recipe or ("mace" if args.model == "mace" else "default")  # measured: benchmarks/RESULTS.md, accuracy §10, §12
+    config = config.mace_recipe() if recipe == "mace" else config
     model_sizes = {"features": args.features, "layers": args.layers, "radial_basis": args.radial_basis}
     config = dataclasses.replace(
         config,
@@ -98,6 +92,20 @@ def train_command(args) -> None:
         raise MlpkitError("--late-fraction and --late-learning-rate shape a late stage: give that stage with "
                           "--late-energy-weight (or take MACE's with --recipe mace)")
     config = dataclasses.replace(config, **late_stage)  # the flags replace only the parts they name
+    return config
+
+
+def train_command(args) -> None:
+    from mlpkit.data import outlier_report, shuffled, train_val_split
+    from mlpkit.data.outliers import describe
+    from mlpkit.errors import DataError
+    from mlpkit.fileio import locked_folder, writable_folder
+    from mlpkit.models.graph import ElementTable
+
+    out = writable_folder(args.out)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise MlpkitError(f"--max-frames must be at least 1, got {args.max_frames}")
+    config = train_config(args)
     dataset = _resolve_data(args.data)
     if args.validation:
         train_set, validation_set = dataset, _resolve_data(args.validation)

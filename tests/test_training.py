@@ -14,7 +14,7 @@ from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.calculator import MLPCalculator
-from mlpkit.cli import main
+from mlpkit.cli import build_parser, main
 from mlpkit.data import load_dataset, select_where, sw_data_path, train_val_split
 from mlpkit.data.dataset import concatenate, from_frames
 from mlpkit.errors import MlpkitError
@@ -147,6 +147,18 @@ def test_train_with_the_mace_recipe_records_it_and_a_flag_overrides_its_part(tmp
     with open(tmp_path / "run" / "history.csv") as stream:
         rates = [float(row["learning_rate"]) for row in csv.DictReader(stream)]
     assert rates[-1] == 1e-3 and 0 < max(rates[:-1]) <= 5e-3  # warming up to the flag's rate, then the late stage's
+
+
+def test_mlpkit_train_uses_maces_recipe_for_mace_unless_told_otherwise():
+    from mlpkit.commands import train_config  # the CLI's flags to a configuration, without training
+
+    def config(*flags):
+        return train_config(build_parser().parse_args(["train", "--data", "sw:Si", "--out", "unused", *flags]))
+
+    assert config("--model", "mace") == TrainConfig(model=ModelConfig("mace")).mace_recipe()
+    assert config("--model", "mace", "--recipe", "default") == TrainConfig(model=ModelConfig("mace"))
+    assert config("--model", "painn") == TrainConfig(model=ModelConfig("painn"))
+    assert config("--model", "painn", "--recipe", "mace").optimiser == "amsgrad"
 
 
 def test_recipe_settings_are_checked_and_keyed_only_when_set():

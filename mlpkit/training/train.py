@@ -106,7 +106,8 @@ class TrainConfig:
         """mace-torch's training recipe: AMSGrad at a constant 1e-2 reduced on plateaus, weight decay 5e-7, batch 4,
         energies : forces : virials weighted 1 : 100 : 1, and a last quarter at 1e-3 with energies weighted 1000.
         On mlearn Ge it gave 0.73× the test force error and 0.37× the energy error of the defaults in 0.84× the
-        time (benchmarks/RESULTS.md, accuracy §10); not the default yet, so that committed results keep their keys."""
+        time (benchmarks/RESULTS.md, accuracy §10). ``mlpkit train`` uses it for MACE unless told otherwise; the
+        defaults of this class stay as they were, so that committed results keep their keys."""
         return dataclasses.replace(
             self, optimiser="amsgrad", weight_decay=5e-7, schedule="plateau", learning_rate=1e-2, batch_size=4,
             weights=LossWeights(energy=1.0, forces=100.0, virial=1.0),
