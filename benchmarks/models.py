@@ -131,6 +131,7 @@ def main() -> None:
         "mlpkit DimeNet++": lambda: mlpkit_model(ModelConfig("dimenet++"), atoms),
         "mlpkit MACE": lambda: mlpkit_model(ModelConfig("mace"), atoms),
         "mlpkit MACE (quick: the study's)": lambda: mlpkit_model(ModelConfig("mace").quick(), atoms),
+        "mlpkit MACE (quick, symmetric contraction)": lambda: mlpkit_model(ModelConfig("mace", product="symmetric").quick(), atoms),
         "jax-md NequIP small (peer)": lambda: nequip_model(atoms),
     }
     if args.smoke:
@@ -138,6 +139,7 @@ def main() -> None:
         candidates = {
             "mlpkit PaiNN (quick)": lambda: mlpkit_model(ModelConfig("painn").quick(), atoms),
             "mlpkit MACE (quick)": lambda: mlpkit_model(ModelConfig("mace").quick(), atoms),
+            "mlpkit MACE (quick, symmetric contraction)": lambda: mlpkit_model(ModelConfig("mace", product="symmetric").quick(), atoms),
         }
     print(f"# {cpu_name()}, {jax.devices()[0].platform}, jax {jax.__version__}; 64 Si atoms, Adam batch {BATCH}")
     baseline = None

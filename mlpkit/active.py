@@ -48,8 +48,8 @@ GE_LATTICE_A = 5.658  # the measured diamond lattice constant of Ge at room temp
 
 @dataclasses.dataclass(frozen=True)
 class ActiveConfig:
-    """What one active-learning run does. Candidates: ``snapshots`` MD snapshots of an 8-atom cubic Ge cell per
-    (temperature, linear strain) condition, ``interval_fs`` apart after ``equilibration_fs``. Each round labels
+    """What one active-learning run does. Candidates: ``snapshots`` MD snapshots of the cubic 8-atom Ge cell
+    repeated ``cell_repeats`` times per (temperature, linear strain) condition, ``interval_fs`` apart after ``equilibration_fs``. Each round labels
     ``labels_per_round`` of them; the committee of ``members`` is fine-tuned for ``steps`` optimiser steps
     (batches of up to 4 frames) from starts spread by ``member_spread``. ``test_frames`` candidates of other MD
     seeds, labelled once, measure the error. ``quick()``: the tutorial's small preset."""
@@ -60,6 +60,7 @@ class ActiveConfig:
     interval_fs: float = 40.0
     equilibration_fs: float = 200.0
     lattice_a: float = GE_LATTICE_A
+    cell_repeats: tuple[int, int, int] = (1, 1, 1)
     labels_per_round: int = 2
     rounds: int = 10
     members: int = 3
@@ -73,6 +74,7 @@ class ActiveConfig:
             ("strains", not self.strains or not all(-0.2 < e < 0.2 for e in self.strains)),
             ("snapshots", self.snapshots < 1), ("interval_fs", not 0 < self.interval_fs < math.inf),
             ("equilibration_fs", not 0 <= self.equilibration_fs < math.inf), ("lattice_a", not 3 < self.lattice_a < 8),
+            ("cell_repeats", len(self.cell_repeats) != 3 or min(self.cell_repeats) < 1),
             ("labels_per_round", self.labels_per_round < 1), ("rounds", self.rounds < 1), ("members", self.members < 2),
             ("member_spread", not 0 < self.member_spread < 1), ("steps", self.steps < 1), ("test_frames", self.test_frames < 1),
         ) if bad]
@@ -116,7 +118,7 @@ def propose(potential, config: ActiveConfig, seed: int) -> list[Atoms]:
     run with its own seed derived from ``seed``; ``info`` holds the temperature and a group naming the condition."""
     candidates = []
     for index, (temperature_k, strain) in enumerate(config.conditions):
-        cell = bulk("Ge", "diamond", a=config.lattice_a * (1.0 + strain), cubic=True)
+        cell = bulk("Ge", "diamond", a=config.lattice_a * (1.0 + strain), cubic=True).repeat(config.cell_repeats)
         for snapshot in sample_configurations(potential, cell, temperature_k, config.snapshots, seed=seed * 1000 + index,
                                               interval_fs=config.interval_fs, equilibration_fs=config.equilibration_fs,
                                               progress=False):

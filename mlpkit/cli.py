@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--features", type=int, help="feature width (default 64; 32 with --quick)")
     fit.add_argument("--layers", type=int, help="message-passing layers (default 3; 2 with --quick)")
     fit.add_argument("--radial-basis", type=int, help="radial basis functions (default 8)")
+    fit.add_argument("--product", choices=["dense", "symmetric"],
+                     help="MACE's products: dense (default) or MACE's symmetric contraction with per-element weights "
+                          "(a third of the FLOPs; benchmarks/RESULTS.md)")
     fit.add_argument("--float64", action="store_true")
     fit.add_argument("--recipe", choices=["default", "mace"],
                      help="mace: mace-torch's training recipe (AMSGrad, rate 1e-2 reduced on plateaus, batch 4, forces "

@@ -72,10 +72,10 @@ def train_config(args):
     config = config.quick() if args.quick else config
     recipe = args.recipe or ("mace" if args.model == "mace" else "default")  # measured: benchmarks/RESULTS.md, accuracy §10, §12
     config = config.mace_recipe() if recipe == "mace" else config
-    model_sizes = {"features": args.features, "layers": args.layers, "radial_basis": args.radial_basis}
+    model_settings = {"features": args.features, "layers": args.layers, "radial_basis": args.radial_basis, "product": args.product}
     config = dataclasses.replace(
         config,
-        model=dataclasses.replace(config.model, **{k: v for k, v in model_sizes.items() if v is not None}),
+        model=dataclasses.replace(config.model, **{k: v for k, v in model_settings.items() if v is not None}),
         **{k: v for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                              "optimiser": args.optimiser, "weight_decay": args.weight_decay,
                              "schedule": args.schedule}.items() if v is not None},

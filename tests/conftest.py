@@ -71,7 +71,8 @@ def finished_study(tmp_path_factory):
     return out, run_study(STUDY_CONFIG, out, progress=False)
 
 
-MODEL_VARIANTS = {"mace-vectors": ModelConfig("mace", vector_messages=True)}  # besides the plain architectures
+MODEL_VARIANTS = {"mace-vectors": ModelConfig("mace", vector_messages=True),  # besides the plain architectures
+                  "mace-symmetric": ModelConfig("mace", product="symmetric")}
 
 
 def random_checkpoint(architecture: str, symbols=("Si",), members: int = 1) -> Checkpoint:

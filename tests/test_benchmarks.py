@@ -66,16 +66,17 @@ def test_sw_benchmark_smoke_prints_a_table_with_agreeing_energies(smoke):
 
 
 @pytest.mark.benchmark("models.py")
-def test_model_benchmark_smoke_times_painn_and_mace_and_counts_their_flops(smoke):
+def test_model_benchmark_smoke_times_painn_and_both_maces_and_counts_their_flops(smoke):
     (result,) = smoke.runs
     rows = [line for line in result.stdout.splitlines() if line.startswith("| mlpkit")]
-    assert len(rows) == 2, result.stdout
+    assert len(rows) == 3, result.stdout
     for row in rows:
         cells = row.split("|")
         force_ms, per_atom_us, step_ms = float(cells[3].split()[0]), float(cells[4]), float(cells[6].split()[0])
         assert 0 < force_ms < step_ms and per_atom_us == pytest.approx(force_ms * 1e3 / 64, rel=0.01, abs=0.06)
-    mace_mflop = float(rows[1].split("|")[10])
+    mace_mflop, symmetric_mflop = (float(row.split("|")[10]) for row in rows[1:])
     assert 100 < mace_mflop < 400, rows[1]  # quick MACE on 64 atoms: 312 MFLOP with a scalars-only last layer (433 before)
+    assert symmetric_mflop < 0.5 * mace_mflop, rows[2]  # MACE's contraction: 101 MFLOP
 
 
 @pytest.mark.benchmark("md.py")
@@ -124,7 +125,7 @@ def test_peer_benchmark_smoke_writes_the_split_and_reads_mace_torch_logs(smoke):
 def test_huge_pages_benchmark_smoke_trains_under_both_allocator_settings(smoke):
     (result,) = smoke.runs
     rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| glibc") or line.startswith("| huge")]
-    assert len(rows) == 2, result.stdout
+    assert len(rows) == 3, result.stdout
     for row in rows:
         assert float(row[2].split()[0]) > 0 and float(row[6].split()[0]) > 0  # wall time, page faults
 

@@ -83,3 +83,30 @@ def test_a_silicon_mace_starts_a_germanium_one(trained):
     assert max(moved) < 0.1
     energy, forces, _, _ = results(distorted("Ge", seed=4), transfer.checkpoint)
     assert np.isfinite(energy) and np.isfinite(forces).all()
+
+
+def test_the_symmetric_contraction_is_the_direct_sum_of_weighted_products_and_equivariant():
+    """MACE's nested contraction equals Σ_ν Σ_p w_p U_p · A^⊗ν formed in full (the dense reference) to 1e-5, with
+    each atom's weights those of its element, and it rotates with its input."""
+    import e3nn_jax as e3nn
+    import jax.numpy as jnp
+
+    from mlpkit.models.mace import symmetric_basis, symmetric_contraction
+
+    irreps_in, irreps_out = "0e + 1o + 2e", "0e + 1o"
+    rng = np.random.default_rng(3)
+    basis = symmetric_basis(irreps_in, irreps_out, 3)
+    a = rng.normal(size=(6, 4, 9)).astype(np.float32)  # [atoms, channels, 0e + 1o + 2e]
+    slot = np.array([0, 1, 1, 0, 1, 0])
+    weights = [[rng.normal(size=(2, 4, block.shape[-2])).astype(np.float32) for block in blocks] for blocks in basis]
+    nested = np.asarray(symmetric_contraction(jnp.asarray(a), weights, jnp.asarray(slot), irreps_in, irreps_out))
+    powers = [a, np.einsum("nci,ncj->ncij", a, a), np.einsum("nci,ncj,nck->ncijk", a, a, a)]
+    direct = np.concatenate([
+        sum(np.einsum(f"nc{'ijk'[:nu]},ncp,{'ijk'[:nu]}pm->ncm", powers[nu - 1], weights[nu - 1][k][slot], basis[nu - 1][k])
+            for nu in (1, 2, 3))
+        for k in range(2)], axis=-1)
+    assert np.abs(nested - direct).max() < 1e-5 * np.abs(direct).max()
+    rotation = e3nn.rand_matrix(jax.random.PRNGKey(0), ())
+    d_in, d_out = (np.asarray(e3nn.Irreps(irreps).D_from_matrix(rotation)) for irreps in (irreps_in, irreps_out))
+    rotated = np.asarray(symmetric_contraction(jnp.asarray(a @ d_in.T), weights, jnp.asarray(slot), irreps_in, irreps_out))
+    assert np.abs(rotated - nested @ d_out.T).max() < 1e-5 * np.abs(direct).max()

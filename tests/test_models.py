@@ -21,7 +21,7 @@ from mlpkit.neighbors import build_neighbors
 from mlpkit.structures import diamond
 from conftest import distorted, random_checkpoint, results, rigidly_moved, self_force_constant_ev_per_a2
 
-ARCHITECTURES = ["painn", "dimenet++", "mace", "mace-vectors"]
+ARCHITECTURES = ["painn", "dimenet++", "mace", "mace-vectors", "mace-symmetric"]
 # the element embedding and the cutoff envelope are shared by both MACE message kinds: tested once for MACE
 EMBEDDING_AND_ENVELOPE = ["painn", "dimenet++", "mace"]
 

@@ -159,6 +159,7 @@ def test_mlpkit_train_uses_maces_recipe_for_mace_unless_told_otherwise():
     assert config("--model", "mace", "--recipe", "default") == TrainConfig(model=ModelConfig("mace"))
     assert config("--model", "painn") == TrainConfig(model=ModelConfig("painn"))
     assert config("--model", "painn", "--recipe", "mace").optimiser == "amsgrad"
+    assert config("--model", "mace", "--product", "symmetric").model == ModelConfig("mace", product="symmetric")
 
 
 def test_recipe_settings_are_checked_and_keyed_only_when_set():

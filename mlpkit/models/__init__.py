@@ -19,6 +19,10 @@ from mlpkit.models.graph import ElementTable, Graph, build_graph
 from mlpkit.models.painn import PaiNN
 
 ARCHITECTURES = ("painn", "dimenet++", "mace")
+PRODUCTS = ("dense", "symmetric")
+# settings added after results were committed: left out of keys and records while they hold these values, which
+# reproduce the earlier models exactly (TrainConfig.key_fields)
+LATER_FIELDS = {"product": "dense"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +44,13 @@ class ModelConfig:
     average_neighbors: float = 28.0
     radial_hidden: int = 16  # the shipped MACE sources' width; 64 measures better (benchmarks/RESULTS.md)
     vector_messages: bool = False
+    product: str = "dense"  # MACE's products: "dense" or "symmetric" (mlpkit.models.mace)
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise MlpkitError(f"unknown architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+        if self.product not in PRODUCTS:
+            raise MlpkitError(f"unknown product {self.product!r}; choose one of {list(PRODUCTS)}")
         sizes = {"features": (1, 4096), "layers": (1, 64), "radial_basis": (1, 256), "envelope_exponent": (1, 32),
                  "angular_basis": (1, 64), "triplet_features": (1, 4096), "basis_features": (1, 1024),
                  "radial_hidden": (1, 4096)}
@@ -61,7 +68,9 @@ class ModelConfig:
         return dataclasses.replace(self, features=32, layers=2, triplet_features=16)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings, less those of :data:`LATER_FIELDS` at their earlier values (keys and files stay as they were)."""
+        return {name: value for name, value in dataclasses.asdict(self).items()
+                if name not in LATER_FIELDS or value != LATER_FIELDS[name]}
 
 
 def build_model(config: ModelConfig, n_elements: int):
@@ -77,7 +86,7 @@ def build_model(config: ModelConfig, n_elements: int):
         )
     if config.architecture == "mace":
         common.update(average_neighbors=config.average_neighbors, radial_hidden=config.radial_hidden,
-                      vector_messages=config.vector_messages)
+                      vector_messages=config.vector_messages, product=config.product)
     return _module_class(config.architecture)(**common)
 
 

@@ -5,7 +5,10 @@ Each atom carries C channels of irreducible features (scalars 0e and vectors 1o)
    spherical harmonics of the edge direction (l ≤ 2) with weights from a radial network, the sum divided
    by √n̄ for a typical neighbour count n̄ (so that A starts of order one);
 2. takes products within each channel: A, A⊗A and (A⊗A)⊗A, so one layer already holds up to four-body
-   terms (correlation order 3), as ACE does, and A ⊗ h_i with the atom's own scalars and vectors;
+   terms (correlation order 3), as ACE does, and A ⊗ h_i with the atom's own scalars and vectors. With
+   ``product="symmetric"`` the first three are MACE's symmetric contraction instead: e3nn-jax's reduced basis of
+   symmetric powers of A, weighted per element, channel and coupling path, contracted in nested form
+   (:func:`symmetric_contraction`; a third of the dense form's FLOPs);
 3. mixes those into the next features and adds a linear self-connection. The last layer makes scalars only:
    its readout reads nothing else, so its vector outputs (and the products that fed only them) are not computed.
 Messages carry only the neighbours' scalars, which makes the per-edge work an outer product rather than
@@ -80,11 +83,55 @@ def _path_degrees(irreps: e3nn.Irreps, dtype) -> np.ndarray:
     return np.repeat(np.eye(len(sizes)), sizes, axis=1).astype(dtype)
 
 
+CORRELATION = 3  # the highest power of A in a product: four-body terms per layer
+
+
+@functools.lru_cache(maxsize=None)
+def symmetric_basis(irreps_in: str, irreps_out: str, order: int) -> tuple[tuple[np.ndarray, ...], ...]:
+    """e3nn-jax's reduced basis of symmetric order-ν products of ``irreps_in`` for ν = 1 … ``order``, split by
+    output irrep: ``basis[ν - 1][k]`` is [d]*ν + [paths, 2l + 1] for the k-th irrep of ``irreps_out`` (paths:
+    the independent ways ν copies of A couple to it; zero paths where none do)."""
+    with jax.ensure_compile_time_eval():
+        per_order = []
+        for nu in range(1, order + 1):
+            full = e3nn.reduced_symmetric_tensor_product_basis(e3nn.Irreps(irreps_in), nu, keep_ir=e3nn.Irreps(irreps_out))
+            blocks = []
+            for _, ir in e3nn.Irreps(irreps_out):
+                block = full.filter(keep=[ir])
+                paths = block.irreps.count(ir)
+                blocks.append(np.asarray(block.array).reshape(block.shape[:-1] + (paths, ir.dim)))
+            per_order.append(tuple(blocks))
+        return tuple(per_order)
+
+
+def symmetric_contraction(a, weights: list[list[jnp.ndarray]], slot, irreps_in: str, irreps_out: str):
+    """MACE's product B[n, c] = Σ_ν Σ_p w[z_n, c, ν, p] U_νp · A[n, c]^⊗ν for every irrep of ``irreps_out``,
+    contracted in nested form: (((c₃·A + c₂)·A + c₁)·A) with c_ν = Σ_p w_νp U_νp made per element, so the
+    order-3 tensor meets A once per atom rather than A⊗A⊗A being formed. ``a``: [N, C, d]; ``weights[ν - 1][k]``:
+    [elements, C, paths] for the k-th output irrep; ``slot``: [N] element rows. Returns [N, C, irreps_out.dim]."""
+    basis = symmetric_basis(irreps_in, irreps_out, len(weights))
+    n_elements = weights[0][0].shape[0]
+    one_hot = jax.nn.one_hot(slot, n_elements, dtype=a.dtype)  # [N, elements]
+    outputs = []
+    for k in range(len(e3nn.Irreps(irreps_out))):
+        total = 0.0
+        for element in range(n_elements):
+            t = None
+            for nu in range(len(weights), 0, -1):  # c₃ first, then down to c₁
+                c = jnp.einsum("...pm,cp->c...m", basis[nu - 1][k].astype(a.dtype), weights[nu - 1][k][element])
+                t = jnp.einsum("c...im,nci->nc...m", c, a) if t is None else jnp.einsum("nc...im,nci->nc...m", t + c, a)
+            total = total + one_hot[:, element, None, None] * t  # [N, C, 2l + 1]
+        outputs.append(total)
+    return jnp.concatenate(outputs, axis=-1)
+
+
 class MACEInteraction(nn.Module):
     features: int
     average_neighbors: float
     radial_hidden: int
     vector_messages: bool
+    n_elements: int
+    product: str  # "dense": A, A⊗A, (A⊗A)⊗A mixed by one Linear; "symmetric": MACE's contraction (see above)
     output_irreps: str = HIDDEN_L  # of each channel of the new features; the last layer's: "0e"
 
     @nn.compact
@@ -104,9 +151,17 @@ class MACEInteraction(nn.Module):
         # products within each channel: A, A⊗A, (A⊗A)⊗A (up to four-body), and A ⊗ the atom's own features
         own = nodes.mul_to_axis(c)  # [N, C, irreps of one channel]
         out = self.output_irreps
-        a2 = coupled(a, a, EDGE_L)
-        a3 = coupled(a2, a, out)
-        products = e3nn.concatenate([a.filter(out), a2.filter(out), a3, coupled(a, own, out)], axis=-1)
+        if self.product == "symmetric":
+            weights = [[self.param(f"symmetric_{nu}_{ir}", nn.initializers.normal(1.0 / max(1, block.shape[-2])),
+                                   (self.n_elements, c, block.shape[-2]))
+                        for (_, ir), block in zip(e3nn.Irreps(out), blocks)]
+                       for nu, blocks in enumerate(symmetric_basis(EDGE_L, out, CORRELATION), start=1)]
+            b = e3nn.IrrepsArray(out, symmetric_contraction(a.array, weights, graph.slot, EDGE_L, out))
+            products = e3nn.concatenate([b, coupled(a, own, out)], axis=-1)
+        else:
+            a2 = coupled(a, a, EDGE_L)
+            a3 = coupled(a2, a, out)
+            products = e3nn.concatenate([a.filter(out), a2.filter(out), a3, coupled(a, own, out)], axis=-1)
         hidden = e3nn.Irreps(out) * c
         update = e3nn.flax.Linear(hidden, force_irreps_out=True, name="product_mix")(products.regroup().axis_to_mul())
         return update + e3nn.flax.Linear(hidden, force_irreps_out=True, name="self_connection")(nodes)
@@ -143,6 +198,7 @@ class MACE(nn.Module):
     average_neighbors: float
     radial_hidden: int
     vector_messages: bool
+    product: str = "dense"
 
     @nn.compact
     def __call__(self, graph: Graph):
@@ -158,8 +214,8 @@ class MACE(nn.Module):
         for layer in range(self.layers):
             last = layer == self.layers - 1
             interaction = MACEInteraction(
-                self.features, self.average_neighbors, self.radial_hidden, self.vector_messages,
-                output_irreps=LAST_L if last else HIDDEN_L, name=f"interaction_{layer}")
+                self.features, self.average_neighbors, self.radial_hidden, self.vector_messages, self.n_elements,
+                self.product, output_irreps=LAST_L if last else HIDDEN_L, name=f"interaction_{layer}")
             nodes = interaction(nodes, edge_sh, radial, graph)
             invariants = nodes.filter("0e").array  # [N, C]
             if not last:

@@ -118,6 +118,7 @@ class TrainConfig:
         are left out while they hold their defaults (which reproduce the earlier training exactly), so those
         results keep their keys."""
         values, defaults = dataclasses.asdict(self), dataclasses.asdict(TrainConfig())
+        values["model"] = self.model.to_dict()  # likewise for the model's later settings
         return {name: value for name, value in values.items() if name not in RECIPE_FIELDS or value != defaults[name]}
 
     @property
