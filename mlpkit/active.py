@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpkit.checkpoint import Checkpoint
 from mlpkit.data.dataset import Dataset, concatenate, from_frames, unlabelled
@@ -131,13 +132,15 @@ Labelled = Callable[[Atoms, float], None]  # called with each structure the orac
 
 
 def label(oracle, structures: list[Atoms], on_labelled: Labelled | None = None) -> Dataset:
-    """``structures`` labelled by ``oracle`` (an ASE calculator: energy and forces), as a Dataset."""
+    """``structures`` labelled by ``oracle`` (an ASE calculator: energy and forces), as a Dataset. Each frame keeps
+    its own labels: an ASE calculator holds only the results of the structure it saw last."""
     labelled = []
     for atoms in structures:
         atoms = atoms.copy()
-        atoms.calc = oracle
         start = time.perf_counter()
-        atoms.get_forces()
+        atoms.calc = oracle
+        energy_ev, forces_ev_per_a = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy_ev, forces=np.array(forces_ev_per_a))
         if on_labelled is not None:
             on_labelled(atoms, time.perf_counter() - start)
         labelled.append(atoms)

@@ -58,6 +58,19 @@ def test_one_round_labels_the_most_disputed_candidate_and_then_knows_e0(setting)
     assert random[0].force_mae_ev_per_a == pytest.approx(first.force_mae_ev_per_a)  # the same committee before any label
 
 
+def test_every_labelled_frame_keeps_the_oracles_labels_of_its_own_structure(setting):
+    # an ASE calculator keeps the results of the last structure it saw; a frame that read them from the shared
+    # oracle would carry another frame's energy and forces
+    _, oracle, candidates, _ = setting
+    labelled = label(oracle, candidates[:3])
+    for index, atoms in enumerate(candidates[:3]):
+        alone = atoms.copy()
+        alone.calc = SWCalculator("Ge")
+        assert labelled.energy_ev[index] == pytest.approx(alone.get_potential_energy(), rel=1e-12)
+        assert np.allclose(labelled.atoms(index).get_forces(), alone.get_forces(), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(labelled.energy_ev[0], labelled.energy_ev[1:])
+
+
 def test_a_fine_tuned_committee_fits_its_labels_better_than_the_transferred_start(setting):
     source, oracle, candidates, _ = setting
     sw = label(oracle, candidates[:2])
