@@ -3,7 +3,7 @@
 # ranges with the notebook and test extras, at the exact versions of constraints.txt.
 #   bash tasks.sh lab       set up, then start JupyterLab on notebooks/ with the quick settings (MLPKIT_QUICK=1)
 #   bash tasks.sh lab-full  the same with the full tutorial settings (minutes per training on a laptop CPU)
-#   bash tasks.sh test      set up, then run the whole test suite, notebooks in quick mode (what CI runs)
+#   bash tasks.sh test      set up, then run the whole test suite, notebooks in quick mode, a test file per core (what CI runs)
 #   bash tasks.sh setup     only set up
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,6 +27,6 @@ case "${1:-}" in
     setup) setup ;;
     lab) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
     lab-full) setup; exec $HUGE_PAGES "$VENV/bin/jupyter" lab --notebook-dir=notebooks ;;
-    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest ;;
+    test) setup; MLPKIT_QUICK=1 exec $HUGE_PAGES "$VENV/bin/python" -m pytest --numprocesses auto --maxprocesses 4 --dist loadfile ;;
     *) echo "usage: bash tasks.sh {lab|lab-full|test|setup}" >&2; exit 2 ;;
 esac
