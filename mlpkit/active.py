@@ -139,8 +139,9 @@ def label(oracle, structures: list[Atoms], on_labelled: Labelled | None = None) 
         atoms = atoms.copy()
         start = time.perf_counter()
         atoms.calc = oracle
-        energy_ev, forces_ev_per_a = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy_ev, forces=np.array(forces_ev_per_a))
+        atoms.get_forces()
+        labels = {name: np.array(value, dtype=float) for name, value in oracle.results.items() if name in ("energy", "forces", "stress")}
+        atoms.calc = SinglePointCalculator(atoms, **labels)  # the stress too where the oracle gives one (SW does)
         if on_labelled is not None:
             on_labelled(atoms, time.perf_counter() - start)
         labelled.append(atoms)

@@ -92,9 +92,9 @@ def transferred(source: Checkpoint, transfer: TransferConfig) -> Checkpoint:
 
 def member_starts(params, seeds, spread: float = 0.0, seed: int = 0):
     """One stacked starting tree per training seed from a K-member stack: the member of seed s starts from source
-    member s mod K (so the independent draws of a study, one seed each, start from different members, and member k
-    of an ensemble starts where a run of seed k alone does), each leaf moved by Gaussian noise of ``spread`` times
-    that leaf's root-mean-square value (seed ``seed + i`` for the i-th member).
+    member s mod K (so the independent draws of a study, one seed each, start from different members), each leaf
+    moved by Gaussian noise of ``spread`` times that leaf's root-mean-square value (seed ``seed + i`` for the i-th
+    member).
 
     With ``spread`` 0 the members of a one-member source are identical and stay so in training (same data, same
     batches); a small spread gives a committee whose disagreement shows where the target data do not yet decide.

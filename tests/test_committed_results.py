@@ -25,9 +25,9 @@ def test_a_committed_study_is_current_and_its_report_shows_its_csv(name, request
     folder = RESULTS / name
     assert study_problems(folder) == []
     rows = read_results_csv(folder / "results.csv")
-    finished = not name.startswith("rerun/")
-    assert ({row["init"] for row in rows} == {"scratch", "transfer"}) == finished and {row["seed"] for row in rows} <= {0, 1, 2}
-    assert (folder / "report.html").exists() == finished
+    if not name.startswith("rerun/"):  # finished: both curves and the report (a rerun gets them at its end)
+        assert {row["init"] for row in rows} == {"scratch", "transfer"} and (folder / "report.html").exists()
+    assert {row["init"] for row in rows} <= {"scratch", "transfer"} and {row["seed"] for row in rows} <= {0, 1, 2}
     assert all(0 < row["force_mae_ev_per_a"] < 1 for row in rows)  # eV/Å: trained models, not a unit slip
 
 

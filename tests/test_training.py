@@ -160,6 +160,8 @@ def test_mlpkit_train_uses_maces_recipe_for_mace_unless_told_otherwise():
     assert config("--model", "painn") == TrainConfig(model=ModelConfig("painn"))
     assert config("--model", "painn", "--recipe", "mace").optimiser == "amsgrad"
     assert config("--model", "mace", "--product", "symmetric").model == ModelConfig("mace", product="symmetric")
+    with pytest.raises(MlpkitError, match="MACE setting"):
+        config("--model", "painn", "--product", "symmetric")
 
 
 def test_recipe_settings_are_checked_and_keyed_only_when_set():

@@ -20,8 +20,8 @@ from mlpkit.models.painn import PaiNN
 
 ARCHITECTURES = ("painn", "dimenet++", "mace")
 PRODUCTS = ("dense", "symmetric")
-# settings added after results were committed: left out of keys and records while they hold these values, which
-# reproduce the earlier models exactly (TrainConfig.key_fields)
+# settings added after results were committed: left out of run keys and checkpoint files while they hold these
+# values, which reproduce the earlier models exactly (ModelConfig.to_dict, TrainConfig.key_fields)
 LATER_FIELDS = {"product": "dense"}
 
 
@@ -51,6 +51,8 @@ class ModelConfig:
             raise MlpkitError(f"unknown architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
         if self.product not in PRODUCTS:
             raise MlpkitError(f"unknown product {self.product!r}; choose one of {list(PRODUCTS)}")
+        if self.product != "dense" and self.architecture != "mace":
+            raise MlpkitError(f"product={self.product!r} is a MACE setting; the {self.architecture} model has no products")
         sizes = {"features": (1, 4096), "layers": (1, 64), "radial_basis": (1, 256), "envelope_exponent": (1, 32),
                  "angular_basis": (1, 64), "triplet_features": (1, 4096), "basis_features": (1, 1024),
                  "radial_hidden": (1, 4096)}

@@ -71,7 +71,7 @@ def _given_source(config: StudyConfig) -> dict:
     if source.config != config.train.model:
         raise MlpkitError(f"{config.source}: the source is {source.config}, the study trains {config.train.model}")
     transferred(source, config.transfer)  # a source of other elements (a Ge model) is refused before any run trains
-    if source.ensemble_size < len(config.seeds):
+    if len({seed % source.ensemble_size for seed in config.seeds}) < len(config.seeds):
         warnings.warn(f"{config.source} has {source.ensemble_size} member(s) for {len(config.seeds)} seeds: the transfer "
                       f"of seed s starts from source member s mod {source.ensemble_size}, so transferred runs of seeds "
                       "that share a start and their batches repeat each other (scratch runs still differ)", stacklevel=3)
