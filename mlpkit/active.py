@@ -50,10 +50,11 @@ GE_LATTICE_A = 5.658  # the measured diamond lattice constant of Ge at room temp
 @dataclasses.dataclass(frozen=True)
 class ActiveConfig:
     """What one active-learning run does. Candidates: ``snapshots`` MD snapshots of the cubic 8-atom Ge cell
-    repeated ``cell_repeats`` times per (temperature, linear strain) condition, ``interval_fs`` apart after ``equilibration_fs``. Each round labels
-    ``labels_per_round`` of them; the committee of ``members`` is fine-tuned for ``steps`` optimiser steps
-    (batches of up to 4 frames) from starts spread by ``member_spread``. ``test_frames`` candidates of other MD
-    seeds, labelled once, measure the error. ``quick()``: the tutorial's small preset."""
+    repeated ``cell_repeats`` times per (temperature, linear strain) condition, ``interval_fs`` apart after
+    ``equilibration_fs``. Each round labels ``labels_per_round`` of them; the committee of ``members`` is
+    fine-tuned for ``steps`` optimiser steps (batches of up to 4 frames) from starts spread by ``member_spread``.
+    ``test_frames`` candidates of other MD seeds, labelled once, measure the error. ``quick()``: the tutorial's
+    small preset."""
 
     temperatures_k: tuple[float, ...] = (600.0, 1200.0)
     strains: tuple[float, ...] = (-0.02, 0.0, 0.02)
@@ -140,7 +141,8 @@ def label(oracle, structures: list[Atoms], on_labelled: Labelled | None = None) 
         start = time.perf_counter()
         atoms.calc = oracle
         atoms.get_forces()
-        labels = {name: np.array(value, dtype=float) for name, value in oracle.results.items() if name in ("energy", "forces", "stress")}
+        labels = {name: np.array(value, dtype=float) for name, value in oracle.results.items()
+                  if name in ("energy", "forces", "stress")}
         atoms.calc = SinglePointCalculator(atoms, **labels)  # the stress too where the oracle gives one (SW does)
         if on_labelled is not None:
             on_labelled(atoms, time.perf_counter() - start)

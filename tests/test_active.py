@@ -89,6 +89,8 @@ def test_a_fine_tuned_committee_fits_its_labels_better_than_the_transferred_star
 def test_settings_are_checked_where_they_enter():
     with pytest.raises(MlpkitError, match="members=1"):
         ActiveConfig(members=1)
+    with pytest.raises(MlpkitError, match="cell_repeats"):
+        ActiveConfig(cell_repeats=(2, 0, 1))
     with pytest.raises(MlpkitError, match="need 40 candidates, and the pool holds 6"):
         ActiveConfig(temperatures_k=(600.0,), strains=(0.0,), rounds=20)
     with pytest.raises(MlpkitError, match="strategy"):

@@ -20,8 +20,8 @@ from mlpkit.models.painn import PaiNN
 
 ARCHITECTURES = ("painn", "dimenet++", "mace")
 PRODUCTS = ("dense", "symmetric")
-# settings added after results were committed: left out of run keys and checkpoint files while they hold these
-# values, which reproduce the earlier models exactly (ModelConfig.to_dict, TrainConfig.key_fields)
+# settings added after results were committed: left out of run keys and of a checkpoint's model record while they
+# hold these values, which reproduce the earlier models exactly (ModelConfig.to_dict, TrainConfig.key_fields)
 LATER_FIELDS = {"product": "dense"}
 
 
