@@ -212,14 +212,21 @@ def open_notebook(page, lab_url: str) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
 
-def run_all_cells(page, stop_at: str | None = None) -> None:
-    """Run All and wait for every cell; with ``stop_at``, press the first panel's Stop once its status shows that
-    text (the cells after the panel are queued by then, and one of them is awaiting the run)."""
+# the page shows a progress line whose count (the pattern's one group) is at least the one given: a status line shows
+# each count only until the next arrives, and a loaded browser can take several of them within one frame
+PROGRESS_REACHED = """([pattern, count]) => [...document.body.innerText.matchAll(new RegExp(pattern, 'g'))]
+    .some(match => parseInt(match[1], 10) >= count)"""
+
+
+def run_all_cells(page, stop_at: tuple[str, int] | None = None) -> None:
+    """Run All and wait for every cell; with ``stop_at`` (a progress pattern with one group and a count,
+    see :data:`PROGRESS_REACHED`), press the first panel's Stop once its status has reached that count (the cells after
+    the panel are queued by then, and one of them is awaiting the run)."""
     page.locator(".jp-NotebookPanel .jp-Cell").first.click()  # make the notebook the current widget
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")  # autosave may have kept some
     run_all(page)
     if stop_at is not None:
-        page.wait_for_function("text => document.body.innerText.includes(text)", arg=stop_at, timeout=RUN_TIMEOUT_S * 1000)
+        page.wait_for_function(PROGRESS_REACHED, arg=list(stop_at), timeout=RUN_TIMEOUT_S * 1000, polling=200)
         page.locator(".jupyter-widgets button", has_text="Stop").first.click()
     page.wait_for_function(ALL_CELLS_DONE, timeout=RUN_TIMEOUT_S * 1000, polling=500)
     page.wait_for_timeout(3000)  # let the last widget messages render
@@ -263,7 +270,7 @@ def chromium_page(tmp_path: Path, name: str):
 def test_notebook_00_runs_and_renders_in_chromium(lab, tmp_path):
     with chromium_page(tmp_path, "notebook_00") as page:
         open_notebook(page, lab(NOTEBOOKS[0]))
-        run_all_cells(page, stop_at="transfer (N=10): epoch 2/")  # Stop works under Run All
+        run_all_cells(page, stop_at=(r"transfer \(N=10\): epoch (\d+)/", 2))  # Stop works under Run All
         no_tracebacks(page)
         check_stopped_early(page, QUICK_EPOCHS)
         assert page.locator(".js-plotly-plot").count() >= 2  # training curves and the MD thermo plot
@@ -346,7 +353,7 @@ def test_notebook_05_second_md_run_and_rerun_analysis_draw_each_line_once(lab, t
 def test_notebook_06_stop_during_run_all_keeps_the_finished_runs_and_starts_no_other(lab, tmp_path):
     with chromium_page(tmp_path, "notebook_06") as page:
         open_notebook(page, lab(NOTEBOOKS[2]))
-        run_all_cells(page, stop_at="1 / 4 runs done")
+        run_all_cells(page, stop_at=(r"(\d+) / 4 runs done", 1))
         no_tracebacks(page)
         assert page.get_by_text("stopped (results so far kept)").count() >= 1
         text = page.evaluate("() => document.body.innerText")
