@@ -48,13 +48,17 @@ def test_the_map_has_a_row_per_cell_and_temperature_and_a_rerun_recomputes_only_
     (tmp_path / "stability" / "transfer_N4.json").unlink()  # as if interrupted during the second cell
     again = stability_map(study, sizes=(4,), inits=("scratch", "transfer"), settings=settings, out=tmp_path, progress=False)
     assert len(computed) == 1 and again == rows  # the MD is seeded: the recomputed cell gives the same numbers
+    # a pass over another part of the study (another core's share) keeps the cells finished before in its map
+    both = stability_map(study, sizes=(2,), inits=("scratch",), settings=settings, out=tmp_path, progress=False)
+    assert len(computed) == 2 and [(r["size"], r["init"]) for r in both if r["size"] == 4] == [(r["size"], r["init"]) for r in rows]
+    assert {r["size"] for r in both} == {2, 4} and read_stability_csv(tmp_path / "stability.csv") == both
     longer = MapSettings(temperatures_k=(605.0, 1089.0), duration_fs=60.0, replicas=1)
     stability_map(study, sizes=(4,), inits=("scratch",), settings=longer, out=tmp_path, progress=False)
-    assert len(computed) == 2  # other settings: the cell is computed afresh
+    assert len(computed) == 3  # other settings: the cell is computed afresh
     # Stop (a notebook's button) once a model has started: it finishes, no other starts
     stopped = stability_map(study, sizes=(4,), inits=("scratch", "transfer"), settings=settings, out=tmp_path / "stopped",
-                            progress=False, stop_requested=lambda: len(computed) > 2)
-    assert len(computed) == 3 and stopped == rows[:2]
+                            progress=False, stop_requested=lambda: len(computed) > 3)
+    assert len(computed) == 4 and stopped == rows[:2]
 
 
 def test_the_cli_writes_the_map_and_adds_it_to_the_report(finished_study, tmp_path, capsys):

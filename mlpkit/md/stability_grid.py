@@ -118,6 +118,8 @@ def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs:
     ``study_dir`` (see :func:`study_cells`); also written to ``<out>/stability.csv`` (``out``: the study's
     folder unless given), with each finished model's runs in ``<out>/stability/``.
 
+    ``sizes`` and ``inits`` choose the cells to compute; the map also keeps every other cell already finished in
+    ``<out>/stability/`` under the same settings, so passes over parts of a study (a core each) add up to its map.
     ``settings`` replaces ``temperatures_k``, ``duration_fs`` and ``replicas`` when given. ``on_row(row)`` is
     called as each row becomes available (live maps); once ``stop_requested()`` is true no further model
     starts, and the rows so far are returned. A cell of several draws runs ``replicas`` seeds on each
@@ -126,13 +128,18 @@ def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs:
     """
     settings = settings or MapSettings(tuple(float(t) for t in temperatures_k), float(duration_fs), int(replicas))
     out = Path(study_dir if out is None else out)
+    chosen = study_cells(study_dir, sizes, inits)
     rows = []
-    for (size, init), checkpoints in study_cells(study_dir, sizes, inits).items():
+    for cell, checkpoints in study_cells(study_dir).items():
         draws = []
         for k, checkpoint in enumerate(checkpoints):
-            if stop_requested is not None and stop_requested():
-                return rows
-            draws.append(_model_rows(size, init, k, checkpoint, settings, out / "stability", progress))
+            draws.append(_stored_rows(cell, k, checkpoint, settings, out / "stability"))
+            if cell in chosen and draws[-1] is None:
+                if stop_requested is not None and stop_requested():
+                    return rows
+                draws[-1] = _computed_rows(cell, k, checkpoint, settings, out / "stability", progress)
+        if any(draw is None for draw in draws):
+            continue  # a cell not chosen and not finished
         for row in pooled_rows(draws):
             rows.append(row)
             if on_row is not None:
@@ -162,17 +169,30 @@ def potential_stability(potential, settings: MapSettings, progress: bool = False
     return stability_summary(runs)
 
 
-def _model_rows(size: int, init: str, draw: int, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
-    record = {"checkpoint_sha256": sha256_of(checkpoint), "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
-    path = folder / (f"{init}_N{size}.json" if draw == 0 else f"{init}_N{size}_draw{draw}.json")
-    stored = _stored_cell(path)
-    if {key: stored.get(key) for key in record} == record:
-        return stored["rows"]
+def _cell_path(folder: Path, size: int, init: str, draw: int) -> Path:
+    return folder / (f"{init}_N{size}.json" if draw == 0 else f"{init}_N{size}_draw{draw}.json")
+
+
+def _cell_record(checkpoint: Path, settings: MapSettings) -> dict:
+    """What a finished cell's file must record to be reused: its model and the map's settings."""
+    return {"checkpoint_sha256": sha256_of(checkpoint), "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
+
+
+def _stored_rows(cell: tuple[int, str], draw: int, checkpoint: Path, settings: MapSettings, folder: Path) -> list[dict] | None:
+    """The rows of a draw's model finished before for this model and these settings; None if there are none."""
+    stored = _stored_cell(_cell_path(folder, *cell, draw))
+    record = _cell_record(checkpoint, settings)
+    return stored["rows"] if {key: stored.get(key) for key in record} == record else None
+
+
+def _computed_rows(cell: tuple[int, str], draw: int, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
+    """Run the draw's model under ``settings`` and write its rows beside the model's record."""
+    size, init = cell
     summary = potential_stability(load_potential(checkpoint), settings, progress)
     rows = [{"size": size, "init": init, "temperature_k": s["temperature_k"], "fraction_stable": s["fraction_stable"],
              "mean_time_to_failure_fs": s["mean_time_to_failure_fs"], "replicas": s["runs"]} for s in summary]
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps({**record, "rows": rows}, indent=1))
+    write_text_atomic(_cell_path(folder, size, init, draw), json.dumps({**_cell_record(checkpoint, settings), "rows": rows}, indent=1))
     return rows
 
 
