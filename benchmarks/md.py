@@ -7,8 +7,8 @@ same rattled diamond Si cell at 600 K. One timed sample is ``--steps`` steps thr
 ``run_md`` (per-step traces, host-side checks and any neighbour-list rebuild included): the second
 chunk of a run started from the state after a warm-up chunk that compiles. The table shows the median
 (min–max) over ``--repeats`` samples in atom-steps/s and the cost per atom-step, which is flat when
-the cost is O(N). mlpkit runs SW, PaiNN, MACE, DimeNet++ and the SchNet-like baseline (``models.py``, as an mlpkit
-potential). jax-md's SW and NequIP-small (``jaxmd_nequip.py``) run with jax-md's on-device neighbour list
+the cost is O(N). mlpkit runs SW, PaiNN, MACE (dense and symmetric products), DimeNet++ and the SchNet-like
+baseline (``models.py``, as an mlpkit potential). jax-md's SW and NequIP-small (``jaxmd_nequip.py``) run with jax-md's on-device neighbour list
 (skins 0.5 and 0.4 Å: the largest the 64-atom cell allows NequIP), stepped by ``simulate.nve`` in a
 ``fori_loop`` of the same length.
 The models are untrained (random parameters): their cost does not depend on the values. Each potential
@@ -44,17 +44,17 @@ NEQUIP_SKIN_A = 0.4
 # the largest size each potential runs at (a DimeNet++ step on 4096 atoms takes ~6 s on 2 cores; on a GPU
 # its [N, M, M] triplet tensors at 32768 atoms would need ~130 GB)
 LARGEST = {
-    "cpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "mlpkit MACE": 4096, "SchNet-like": 4096, "mlpkit DimeNet++": 512,
-            "jax-md NequIP": 512},
-    "gpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "mlpkit MACE": 32768, "SchNet-like": 32768, "mlpkit DimeNet++": 4096,
-            "jax-md NequIP": 4096},
+    "cpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "mlpkit MACE": 4096, "mlpkit MACE symmetric": 4096, "SchNet-like": 4096,
+            "mlpkit DimeNet++": 512, "jax-md NequIP": 512},
+    "gpu": {"mlpkit SW": 32768, "mlpkit PaiNN": 32768, "mlpkit MACE": 32768, "mlpkit MACE symmetric": 32768, "SchNet-like": 32768,
+            "mlpkit DimeNet++": 4096, "jax-md NequIP": 4096},
 }
-KEYS = {"sw": "mlpkit SW", "painn": "mlpkit PaiNN", "mace": "mlpkit MACE", "schnet": "SchNet-like",
-        "dimenet++": "mlpkit DimeNet++", "nequip": "jax-md NequIP"}
+KEYS = {"sw": "mlpkit SW", "painn": "mlpkit PaiNN", "mace": "mlpkit MACE", "mace-symmetric": "mlpkit MACE symmetric",
+        "schnet": "SchNet-like", "dimenet++": "mlpkit DimeNet++", "nequip": "jax-md NequIP"}
 
 
-def model_potential(architecture: str, quick: bool = False):
-    config = ModelConfig(architecture).quick() if quick else ModelConfig(architecture)
+def model_potential(config: ModelConfig, quick: bool = False):
+    config = config.quick() if quick else config
     params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], init_params(config, 1, seed=0))
     return Checkpoint(config, ElementTable(("Si",)), Normalisation((-4.3,), (0.5,)), params).potential()
 
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--potentials", nargs="+", default=list(KEYS), choices=list(KEYS), metavar="NAME",
                         help="which to run beside the jax-md SW baseline (default: all of %(choices)s)")
     parser.add_argument("--smoke", action="store_true", help="64 atoms, 2 repeats: checks the script runs")
-    parser.add_argument("--quick-models", action="store_true", help="PaiNN and MACE at their quick size (32 features, 2 layers)")
+    parser.add_argument("--quick-models", action="store_true", help="PaiNN and both MACEs at their quick size (32 features, 2 layers)")
     args = parser.parse_args()
     sizes, repeats, steps = ([64], 2, 20) if args.smoke else (args.sizes, args.repeats, args.steps)
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
@@ -168,8 +168,11 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}")
     print("| potential | atoms | atom-steps/s median (min–max) | µs per atom-step | warm-up s | E+F compile s | E+F memory MiB | × jax-md SW |")
     print("|---|---|---|---|---|---|---|---|")
-    builders = {"mlpkit SW": lambda: sw_potential("Si"), "mlpkit PaiNN": lambda: model_potential("painn", args.quick_models or args.smoke),
-                "mlpkit MACE": lambda: model_potential("mace", args.quick_models), "SchNet-like": schnet_potential, "mlpkit DimeNet++": lambda: model_potential("dimenet++")}
+    builders = {"mlpkit SW": lambda: sw_potential("Si"), "SchNet-like": schnet_potential,
+                "mlpkit PaiNN": lambda: model_potential(ModelConfig("painn"), args.quick_models or args.smoke),
+                "mlpkit MACE": lambda: model_potential(ModelConfig("mace"), args.quick_models),
+                "mlpkit MACE symmetric": lambda: model_potential(ModelConfig("mace", product="symmetric"), args.quick_models),
+                "mlpkit DimeNet++": lambda: model_potential(ModelConfig("dimenet++"))}
     # DimeNet++ compiles for ~25 s, NequIP for longer: the smoke run leaves them out
     chosen = ["mlpkit SW", "mlpkit PaiNN"] if args.smoke else [KEYS[key] for key in args.potentials]
     potentials = {name: build() for name, build in builders.items() if name in chosen}
