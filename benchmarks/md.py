@@ -8,9 +8,9 @@ same rattled diamond Si cell at 600 K. One timed sample is ``--steps`` steps thr
 chunk of a run started from the state after a warm-up chunk that compiles. The table shows the median
 (min–max) over ``--repeats`` samples in atom-steps/s and the cost per atom-step, which is flat when
 the cost is O(N). mlpkit runs SW, PaiNN, MACE (dense and symmetric products), DimeNet++ and the SchNet-like
-baseline (``models.py``, as an mlpkit potential). jax-md's SW and NequIP-small (``jaxmd_nequip.py``) run with jax-md's on-device neighbour list
-(skins 0.5 and 0.4 Å: the largest the 64-atom cell allows NequIP), stepped by ``simulate.nve`` in a
-``fori_loop`` of the same length.
+baseline (``models.py``, as an mlpkit potential). jax-md's SW and NequIP-small (``jaxmd_nequip.py``) run with
+jax-md's on-device neighbour list (skins 0.5 and 0.4 Å: the largest the 64-atom cell allows NequIP), stepped by
+``simulate.nve`` in a ``fori_loop`` of the same length.
 The models are untrained (random parameters): their cost does not depend on the values. Each potential
 runs up to the size in ``LARGEST`` for the platform (2-core CPU: what finishes in minutes; GPU: what fits).
 """
