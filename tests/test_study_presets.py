@@ -125,7 +125,9 @@ def test_the_property_table_of_a_study_sits_beside_the_truth_in_its_report(finis
     assert table.values["truth"]["a0_angstrom"] == pytest.approx(5.6536, abs=2e-3)  # SW Ge: 4·2^(1/6)σ/√3
     assert table.relative_error["truth"]["a0_angstrom"] == 0.0
     assert json.loads((copy / "properties_table.json").read_text())["reference"] == "truth"
+    tables = {name: (copy / name).read_bytes() for name in ("results.csv", "results.json")}
     refresh_report(copy)
     assert "Out-of-target properties of Ge" in (copy / "report.html").read_text()
+    assert {name: (copy / name).read_bytes() for name in tables} == tables  # a refresh re-reads, never rewrites, the results
     with pytest.raises(MlpkitError, match="no runs of seed 0 at sizes \\[7\\]"):
         study_property_table(copy, sizes=(7,))

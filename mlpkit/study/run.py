@@ -117,6 +117,12 @@ def write_study_files(config: StudyConfig, test: Dataset, out: Path, rows: list[
     and temperature on ``test`` and the stability map of ``stability`` (rows of ``stability.csv``)."""
     breakdown, parity = breakdown_on_test_set(test, out, rows, config.max_train_temperature_k)
     write_results(out, config, rows, breakdown)
+    _write_report(config, out, rows, breakdown, parity, stability)
+
+
+def _write_report(config: StudyConfig, out: Path, rows: list[dict], breakdown: list[dict], parity: dict,
+                  stability: list[dict]) -> None:
+    """The learning-curve figures and ``report.html``, with the property table where the folder has one."""
     for metric in ("force_mae_ev_per_a", "energy_mae_mev_per_atom"):
         learning_curve_png(rows, out / "figures" / f"learning_curve_{metric}.png", metric, f"Si → Ge on {config.data} data")
     properties = out / "properties_table.json"
@@ -127,11 +133,13 @@ def write_study_files(config: StudyConfig, test: Dataset, out: Path, rows: list[
 
 def refresh_report(out, stability: list[dict] | None = None) -> Path:
     """Rewrite the report of the finished study in ``out`` from its files, with the stability map of
-    ``stability`` (after ``mlpkit stability``; default: the folder's ``stability.csv``)."""
+    ``stability`` (after ``mlpkit stability``; default: the folder's ``stability.csv``). ``results.csv`` and
+    ``results.json`` stay as the study wrote them: the models are read again only for the parity plots."""
     out = Path(out)
     stability = read_stability_csv(out / "stability.csv") if stability is None else stability
     document = json.loads((out / "results.json").read_text())
     config = StudyConfig.from_dict(document["config"])
     rows = [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in document["rows"]]
-    write_study_files(config, load_study_data(config).ge_test, out, rows, stability)
+    _, parity = breakdown_on_test_set(load_study_data(config).ge_test, out, rows, config.max_train_temperature_k)
+    _write_report(config, out, rows, document["breakdown"], parity, stability)
     return out / "report.html"
