@@ -21,8 +21,6 @@ SHIPPED = {
     "si_painn_quick": ("mlpkit train --data sw:Si --model painn --quick --out mlpkit/pretrained/si_painn_quick", "sw", 0.25),
     "si_mace_mlearn": ("mlpkit train --data MLEARN/Si/training.json --test MLEARN/Si/test.json --model mace --quick "
                        "--recipe mace --ensemble 3 --epochs 60 --out mlpkit/pretrained/si_mace_mlearn", "mlearn", 0.05),
-    "si_mace_mlearn_v1": ("mlpkit train --data MLEARN/Si/training.json --test MLEARN/Si/test.json --model mace --quick "
-                          "--recipe default --epochs 200 --out mlpkit/pretrained/si_mace_mlearn_v1", "mlearn", 0.07),
     "si_mace_sw": ("mlpkit train --data sw:Si --test sw:Si:test --model mace --quick --recipe default --epochs 200 "
                    "--out mlpkit/pretrained/si_mace_sw", "sw", 0.025),
 }
