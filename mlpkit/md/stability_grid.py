@@ -53,8 +53,9 @@ class MapSettings:
 
 def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list[Path]]:
     """(size, init) → the checkpoints of that cell (one per draw of the Ge data, or one ensemble), from
-    ``<study_dir>/results.csv``; optionally only the given sizes and initialisations. Every run is checked
-    against its record (:func:`~mlpkit.study.cache.finished_record`): a swapped or edited model is refused."""
+    ``<study_dir>/results.csv``; optionally only the given sizes and initialisations (:func:`chosen_cells`). Every
+    run is checked against its record (:func:`~mlpkit.study.cache.finished_record`): a swapped or edited model is
+    refused."""
     from mlpkit.study.cache import finished_record  # the study's own check; imported here, as the study imports this module
 
     study_dir = Path(study_dir)
@@ -63,40 +64,37 @@ def study_cells(study_dir, sizes=None, inits=None) -> dict[tuple[int, str], list
         raise MlpkitError(f"{path} not found: the stability map reads a study written by `mlpkit study`")
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
-    sizes = _wanted_sizes(path, rows, sizes)
     cells: dict[tuple[int, str], list[Path]] = {}
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         try:
-            if (sizes is None or int(row["size"]) in sizes) and (inits is None or row["init"] in inits):
-                checkpoints = cells.setdefault((int(row["size"]), row["init"]), [])
-                if study_dir / row["checkpoint"] not in checkpoints:
-                    checkpoints.append(study_dir / row["checkpoint"])
+            checkpoints = cells.setdefault((int(row["size"]), row["init"]), [])
+            if study_dir / row["checkpoint"] not in checkpoints:
+                checkpoints.append(study_dir / row["checkpoint"])
         except (KeyError, TypeError, ValueError):
             raise MlpkitError(f"{path}, line {line}: not a row of a study's results table (it needs a size, an init and a "
                               "checkpoint: cut short, or a size that is not a number); run the study again to rewrite it") from None
     _check_row_count(path, len(rows))
-    if not cells:
-        raise MlpkitError(f"{path} has no cell with sizes {sizes} and inits {inits}")
-    for checkpoints in cells.values():
+    chosen = chosen_cells(path, cells, sizes, inits)
+    for checkpoints in chosen.values():
         for checkpoint in checkpoints:
             finished_record(checkpoint.parent)
-    return cells
+    return chosen
 
 
-def _wanted_sizes(path: Path, rows: list[dict], sizes) -> set[int] | None:
-    """The requested Ge set sizes, 0 standing for the study's largest (as in ``mlpkit study --sizes``); a size the
-    study does not have is refused instead of silently skipped."""
-    if sizes is None:
-        return None
-    try:
-        present = {int(row["size"]) for row in rows}
-    except (KeyError, TypeError, ValueError):
-        return set(sizes)  # the row loop names the bad line
-    wanted = {max(present, default=0) if size == 0 else size for size in sizes}
-    missing = sorted(wanted - present)
+def chosen_cells(path: Path, cells: dict, sizes=None, inits=None) -> dict:
+    """The cells of ``cells`` (of the study table ``path``) with the given Ge set sizes, 0 standing for the study's
+    largest (as in ``mlpkit study --sizes``), and initialisations; a size the study does not have is refused
+    instead of silently skipped."""
+    present = {size for size, _ in cells}
+    wanted = None if sizes is None else {max(present, default=0) if size == 0 else size for size in sizes}
+    missing = sorted((wanted or set()) - present)
     if missing:
         raise MlpkitError(f"{path} has no runs with {missing} Ge frames; its sizes are {sorted(present)} (0: the largest)")
-    return wanted
+    chosen = {(size, init): checkpoints for (size, init), checkpoints in cells.items()
+              if (wanted is None or size in wanted) and (inits is None or init in inits)}
+    if not chosen:
+        raise MlpkitError(f"{path} has no cell with sizes {wanted} and inits {inits}")
+    return chosen
 
 
 def _check_row_count(path: Path, count: int) -> None:
@@ -128,16 +126,18 @@ def stability_map(study_dir, temperatures_k=DEFAULT_TEMPERATURES_K, duration_fs:
     """
     settings = settings or MapSettings(tuple(float(t) for t in temperatures_k), float(duration_fs), int(replicas))
     out = Path(study_dir if out is None else out)
-    chosen = study_cells(study_dir, sizes, inits)
+    cells = study_cells(study_dir)
+    chosen = chosen_cells(Path(study_dir) / "results.csv", cells, sizes, inits)
     rows = []
-    for cell, checkpoints in study_cells(study_dir).items():
+    for cell, checkpoints in cells.items():
         draws = []
         for k, checkpoint in enumerate(checkpoints):
-            draws.append(_stored_rows(cell, k, checkpoint, settings, out / "stability"))
+            record = _cell_record(checkpoint, settings)
+            draws.append(_stored_rows(cell, k, record, out / "stability"))
             if cell in chosen and draws[-1] is None:
                 if stop_requested is not None and stop_requested():
                     return rows
-                draws[-1] = _computed_rows(cell, k, checkpoint, settings, out / "stability", progress)
+                draws[-1] = _computed_rows(cell, k, checkpoint, settings, record, out / "stability", progress)
         if any(draw is None for draw in draws):
             continue  # a cell not chosen and not finished
         for row in pooled_rows(draws):
@@ -178,21 +178,21 @@ def _cell_record(checkpoint: Path, settings: MapSettings) -> dict:
     return {"checkpoint_sha256": sha256_of(checkpoint), "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
 
 
-def _stored_rows(cell: tuple[int, str], draw: int, checkpoint: Path, settings: MapSettings, folder: Path) -> list[dict] | None:
-    """The rows of a draw's model finished before for this model and these settings; None if there are none."""
+def _stored_rows(cell: tuple[int, str], draw: int, record: dict, folder: Path) -> list[dict] | None:
+    """The rows of a draw's model finished before under ``record`` (:func:`_cell_record`); None if there are none."""
     stored = _stored_cell(_cell_path(folder, *cell, draw))
-    record = _cell_record(checkpoint, settings)
     return stored["rows"] if {key: stored.get(key) for key in record} == record else None
 
 
-def _computed_rows(cell: tuple[int, str], draw: int, checkpoint: Path, settings: MapSettings, folder: Path, progress: bool) -> list[dict]:
-    """Run the draw's model under ``settings`` and write its rows beside the model's record."""
+def _computed_rows(cell: tuple[int, str], draw: int, checkpoint: Path, settings: MapSettings, record: dict, folder: Path,
+                   progress: bool) -> list[dict]:
+    """Run the draw's model under ``settings`` and write its rows beside their ``record`` (:func:`_cell_record`)."""
     size, init = cell
     summary = potential_stability(load_potential(checkpoint), settings, progress)
     rows = [{"size": size, "init": init, "temperature_k": s["temperature_k"], "fraction_stable": s["fraction_stable"],
              "mean_time_to_failure_fs": s["mean_time_to_failure_fs"], "replicas": s["runs"]} for s in summary]
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(_cell_path(folder, size, init, draw), json.dumps({**_cell_record(checkpoint, settings), "rows": rows}, indent=1))
+    write_text_atomic(_cell_path(folder, size, init, draw), json.dumps({**record, "rows": rows}, indent=1))
     return rows
 
 
